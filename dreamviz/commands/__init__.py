@@ -1,0 +1,76 @@
+"""Subcommands of the ``dreamviz`` CLI, one module each, plus the options they share."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+
+
+def parent() -> argparse.ArgumentParser:
+    """Options every subcommand accepts."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return p
+
+
+def add_model_args(p: argparse.ArgumentParser, device: bool = True) -> None:
+    p.add_argument(
+        "--model", default="efficientnet_lite0", help="model name (default: efficientnet_lite0)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="default weights if omitted; a local state_dict PATH; 'random'; "
+        "or a torchvision weights name such as IMAGENET1K_V2",
+    )
+    if device:
+        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+
+
+def load_from_args(args: argparse.Namespace):
+    from ..models import load_model
+
+    return load_model(args.model, weights=args.weights, device=getattr(args, "device", "auto"))
+
+
+def int_range(lo: int, hi: int | None = None):
+    """argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            top = f"..{hi}" if hi is not None else " or more"
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {lo}{top}")
+        return value
+
+    return parse
+
+
+def float_range(lo: float, hi: float | None = None, lo_open: bool = False):
+    """argparse type: a float in [lo, hi] (or (lo, hi] with ``lo_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        bad = value <= lo if lo_open else value < lo
+        if bad or (hi is not None and value > hi) or value != value:
+            left = "(" if lo_open else "["
+            right = f"{hi}]" if hi is not None else "inf)"
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {left}{lo}, {right}")
+        return value
+
+    return parse
+
+
+def emit(path) -> None:
+    """Print one written path per line on stdout, as every command promises."""
+    print(str(path), flush=True)
+
+
+__all__ = ["UsageError", "add_model_args", "emit", "float_range", "int_range", "parent"]

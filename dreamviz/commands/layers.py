@@ -1,0 +1,41 @@
+"""``dreamviz layers [MODEL]``: every hookable layer with its type and output shape."""
+
+from __future__ import annotations
+
+from . import parent
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "layers",
+        parents=[parent()],
+        help="list a model's layers (name, type, output shape)",
+        description="Print one line per hookable layer: dotted name, module type and output "
+        "shape CxHxW at the model's native input size. Needs only the architecture, so it "
+        "works offline for every model. Use a name as LAYER in LAYER:CHANNEL units.",
+    )
+    p.add_argument("model", nargs="?", default="efficientnet_lite0", help="model name")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..hooks import probe
+    from ..models import architecture
+
+    try:
+        table = probe(architecture(args.model, device="meta"))
+    except NotImplementedError:  # an op with no meta kernel: compute on the CPU instead
+        table = probe(architecture(args.model, device="cpu"))
+    rows = []
+    for info in table.values():
+        shape = "x".join(str(s) for s in info.shape) if info.shape else "-"
+        if info.calls == 0:
+            shape += "  (not run in eval mode)"
+        elif info.calls > 1:
+            shape += f"  (called {info.calls}x per pass: not hookable)"
+        rows.append((info.name, info.type, shape))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    for name, typ, shape in rows:
+        print(f"{name:<{w0}}  {typ:<{w1}}  {shape}")
+    return 0

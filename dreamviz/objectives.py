@@ -1,0 +1,323 @@
+"""Composable objectives: channel, neuron, layer, class, direction, diversity.
+
+An :class:`Objective` maps the captured activations (a dict ``layer -> tensor``) to one value
+per image, a tensor of shape ``(N,)``; higher is better. Objectives form an algebra:
+
+>>> obj = channel("blocks.10", 5) - 0.5 * diversity("blocks.10")
+>>> str(obj)
+'channel(blocks.10:5) - 0.5*diversity(blocks.10)'
+>>> obj.layers
+('blocks.10',)
+
+``batch=i`` aims a term at image ``i`` of the batch (its value is 0 for the other images), so
+N units can be optimized in one forward pass. Every objective reports the layers it needs, and
+the engine hooks only those and stops the forward pass after the deepest.
+
+Objectives that take names (classes, layers) are checked against a model by :meth:`bind`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .hooks import LOGITS, check_layer, check_unit, layer_names, parse_unit
+from .models import as_vision_model, resolve_class
+
+Acts = dict[str, torch.Tensor]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+class Objective:
+    """A function of captured activations returning one value per image, with a name."""
+
+    def __init__(
+        self,
+        fn: Callable[[Acts], torch.Tensor],
+        name: str,
+        layers: Sequence[str] = (),
+        binder: Callable | None = None,
+        _sum: bool = False,
+    ):
+        self.fn = fn
+        self.name = name
+        self.layers = tuple(dict.fromkeys(layers))
+        self._binder = binder  # model -> bound Objective (validates names, resolves classes)
+        self._sum = _sum  # is a sum at top level (for parentheses in names)
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        return self.fn(acts)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def bind(self, model) -> Objective:
+        """Validate layers, channels and class names against ``model``."""
+        return self._binder(as_vision_model(model)) if self._binder else self
+
+    # ---- algebra
+    def _combine(self, other, op: str) -> Objective:
+        if isinstance(other, numbers.Number):
+            value = float(other)
+            fn = (lambda a: self(a) + value) if op == "+" else (lambda a: self(a) - value)
+            return Objective(fn, f"{self.name} {op} {_fmt(value)}", self.layers,
+                             self._bind_unary(lambda o: o._combine(other, op)), True)
+        if not isinstance(other, Objective):
+            return NotImplemented
+        right = f"({other.name})" if (op == "-" and other._sum) else other.name
+
+        def fn(a, s=self, o=other):
+            return s(a) + o(a) if op == "+" else s(a) - o(a)
+
+        def binder(model, s=self, o=other):
+            return s.bind(model)._combine(o.bind(model), op)
+
+        binds = self._binder or other._binder
+        return Objective(fn, f"{self.name} {op} {right}", self.layers + other.layers,
+                         binder if binds else None, True)
+
+    def _bind_unary(self, rebuild):
+        if self._binder is None:
+            return None
+        return lambda model: rebuild(self.bind(model))
+
+    def __add__(self, other):
+        return self._combine(other, "+")
+
+    def __radd__(self, other):
+        if isinstance(other, numbers.Number) and other == 0:  # sum() starts from 0
+            return self
+        if isinstance(other, numbers.Number):
+            return self._combine(other, "+")
+        return NotImplemented
+
+    def __sub__(self, other):
+        return self._combine(other, "-")
+
+    def __rsub__(self, other):
+        if isinstance(other, numbers.Number):
+            return (-1 * self) + other
+        return NotImplemented
+
+    def __mul__(self, other):
+        if not isinstance(other, numbers.Number):
+            return NotImplemented
+        c = float(other)
+        inner = f"({self.name})" if self._sum else self.name
+        return Objective(lambda a: c * self(a), f"{_fmt(c)}*{inner}", self.layers,
+                         self._bind_unary(lambda o: o * c))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        if not isinstance(other, numbers.Number):
+            return NotImplemented
+        return self * (1.0 / float(other))
+
+    def __neg__(self):
+        return -1 * self
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _per_image(values: torch.Tensor, batch: int | None, n: int) -> torch.Tensor:
+    """Values computed for one image (batch=i) or all of them -> shape (N,)."""
+    if batch is None:
+        return values
+    out = values.new_zeros(n)
+    return out.index_add(0, torch.tensor([batch], device=values.device), values)
+
+
+def _select(acts: torch.Tensor, batch: int | None) -> torch.Tensor:
+    if batch is None:
+        return acts
+    if not -acts.shape[0] <= batch < acts.shape[0]:
+        raise IndexError(f"batch={batch} but the batch has {acts.shape[0]} images")
+    return acts[batch : batch + 1]
+
+
+def _spatial_mean(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).mean(1) if t.dim() > 1 else t
+
+
+def _tag(batch: int | None) -> str:
+    return "" if batch is None else f", batch={batch}"
+
+
+# ------------------------------------------------------------------ objectives
+
+
+def channel(layer: str, c: int, batch: int | None = None) -> Objective:
+    """Mean activation of channel ``c`` of ``layer`` over all positions."""
+
+    def fn(acts):
+        a = _select(acts[layer], batch)
+        return _per_image(_spatial_mean(a[:, c]), batch, acts[layer].shape[0])
+
+    def binder(model):
+        check_unit(model, layer, c)
+        return obj
+
+    obj = Objective(fn, f"channel({layer}:{c}{_tag(batch)})", [layer], binder)
+    return obj
+
+
+def neuron(
+    layer: str, c: int, x: int | None = None, y: int | None = None, batch: int | None = None
+) -> Objective:
+    """Activation of channel ``c`` at one position: column ``x``, row ``y`` (default: centre).
+
+    The centre is ``(W // 2, H // 2)`` of the layer's own map, so non-square maps work.
+    """
+
+    def fn(acts):
+        a = _select(acts[layer], batch)
+        if a.dim() == 4:
+            h, w = a.shape[-2:]
+            xi = w // 2 if x is None else x
+            yi = h // 2 if y is None else y
+            v = a[:, c, yi, xi]
+        else:
+            v = a[:, c]
+        return _per_image(v, batch, acts[layer].shape[0])
+
+    def binder(model):
+        info = check_unit(model, layer, c)
+        if info.shape and len(info.shape) == 3:
+            h, w = info.shape[1:]
+            from .errors import UsageError
+
+            if x is not None and not 0 <= x < w or y is not None and not 0 <= y < h:
+                raise UsageError(
+                    f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} map "
+                    f"at {model.input_size[1]}x{model.input_size[0]} input"
+                )
+        return obj
+
+    pos = "" if x is None and y is None else f", x={x}, y={y}"
+    obj = Objective(fn, f"neuron({layer}:{c}{pos}{_tag(batch)})", [layer], binder)
+    return obj
+
+
+def layer(name: str, batch: int | None = None) -> Objective:
+    """Mean of squares of the whole layer: the deep-dream objective."""
+
+    def fn(acts):
+        a = _select(acts[name], batch)
+        return _per_image(a.pow(2).flatten(1).mean(1), batch, acts[name].shape[0])
+
+    def binder(model):
+        check_layer(model, name)
+        return obj
+
+    obj = Objective(fn, f"layer({name}{_tag(batch)})", [name], binder)
+    return obj
+
+
+def class_logit(c: int | str, batch: int | None = None) -> Objective:
+    """The pre-softmax logit of a class, given by index or ImageNet name (case-insensitive)."""
+
+    def make(idx: int, label: str) -> Objective:
+        def fn(acts):
+            a = _select(acts[LOGITS], batch)
+            return _per_image(a[:, idx], batch, acts[LOGITS].shape[0])
+
+        o = Objective(fn, f"class_logit({label}{_tag(batch)})", [LOGITS])
+        o._binder = lambda model: make(model.class_index(c), label)
+        return o
+
+    if isinstance(c, int) or (isinstance(c, str) and c.strip().isdigit()):
+        return make(int(c), str(int(c)))
+    # a name: resolve against ImageNet now (for a useful error early), again when bound
+    from .models import _imagenet_classes
+
+    return make(resolve_class(c, _imagenet_classes()), str(c))
+
+
+def direction(layer: str, vector, batch: int | None = None) -> Objective:
+    """Mean over positions of the dot product of ``layer``'s activations with ``vector``."""
+    vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
+
+    def fn(acts):
+        a = _select(acts[layer], batch)
+        v = vec.to(a.device, a.dtype).view(1, -1, *([1] * (a.dim() - 2)))
+        return _per_image(_spatial_mean((a * v).sum(1)), batch, acts[layer].shape[0])
+
+    def binder(model):
+        info = check_layer(model, layer)
+        if info.shape and info.shape[0] != vec.numel():
+            from .errors import UsageError
+
+            raise UsageError(
+                f"direction has {vec.numel()} entries but {layer} has {info.shape[0]} channels"
+            )
+        return obj
+
+    obj = Objective(fn, f"direction({layer})", [layer], binder)
+    return obj
+
+
+def diversity(layer: str) -> Objective:
+    """Negative Gram-matrix similarity between images of the batch (Lucid's diversity).
+
+    Image i gets ``-sum_{j != i} <G_i, G_j> / N`` with each Gram matrix L2-normalized; adding
+    it makes several images of one unit come out different. A batch of one scores 0.
+    """
+
+    def fn(acts):
+        a = acts[layer]
+        n = a.shape[0]
+        f = a.flatten(2)
+        grams = f @ f.transpose(1, 2) / f.shape[-1]
+        grams = grams / grams.flatten(1).norm(dim=1).clamp_min(1e-12).view(n, 1, 1)
+        g = grams.flatten(1)
+        sim = g @ g.T
+        return -(sim.sum(1) - sim.diagonal()) / n
+
+    def binder(model):
+        check_layer(model, layer)
+        return obj
+
+    obj = Objective(fn, f"diversity({layer})", [layer], binder)
+    return obj
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def parse(text: str | Objective | int, model=None, batch: int | None = None) -> Objective:
+    """One parser for CLI strings: ``LAYER:CHANNEL`` is a channel, a layer name is ``layer()``,
+    ``logits:C`` or anything else is a class (index or name)."""
+    if isinstance(text, Objective):
+        return text
+    if isinstance(text, int):
+        return class_logit(text, batch=batch)
+    text = text.strip()
+    if ":" in text:
+        name, c = parse_unit(text)
+        if name == LOGITS:
+            return class_logit(c, batch=batch)
+        return channel(name, c, batch=batch)
+    if model is not None and text in layer_names(as_vision_model(model)):
+        return layer(text, batch=batch)
+    return class_logit(text, batch=batch)
+
+
+__all__ = [
+    "Objective",
+    "channel",
+    "class_logit",
+    "direction",
+    "diversity",
+    "layer",
+    "neuron",
+    "parse",
+]
