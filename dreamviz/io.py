@@ -89,8 +89,7 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
             return pil_to_tensor(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UsageError(
-            f"cannot read {path!r} as an image ({type(e).__name__}); "
-            "give a JPEG, PNG or WebP file"
+            f"cannot read {path!r} as an image ({type(e).__name__}); give a JPEG, PNG or WebP file"
         ) from e
 
 
@@ -140,4 +139,8 @@ def versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"dreamviz": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
+    return {
+        "dreamviz": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+    }

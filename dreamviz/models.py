@@ -43,7 +43,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except RuntimeError as e:
         raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise UsageError(
+            "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
+        )
     if dev.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
@@ -289,8 +291,10 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model", "net"):
             inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(
-                isinstance(v, torch.Tensor) for v in inner.values()
+            if (
+                isinstance(inner, dict)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
             ):
                 obj = inner
                 break

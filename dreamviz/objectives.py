@@ -67,8 +67,13 @@ class Objective:
         if isinstance(other, numbers.Number):
             value = float(other)
             fn = (lambda a: self(a) + value) if op == "+" else (lambda a: self(a) - value)
-            return Objective(fn, f"{self.name} {op} {_fmt(value)}", self.layers,
-                             self._bind_unary(lambda o: o._combine(other, op)), True)
+            return Objective(
+                fn,
+                f"{self.name} {op} {_fmt(value)}",
+                self.layers,
+                self._bind_unary(lambda o: o._combine(other, op)),
+                True,
+            )
         if not isinstance(other, Objective):
             return NotImplemented
         right = f"({other.name})" if (op == "-" and other._sum) else other.name
@@ -80,8 +85,13 @@ class Objective:
             return s.bind(model)._combine(o.bind(model), op)
 
         binds = self._binder or other._binder
-        return Objective(fn, f"{self.name} {op} {right}", self.layers + other.layers,
-                         binder if binds else None, True)
+        return Objective(
+            fn,
+            f"{self.name} {op} {right}",
+            self.layers + other.layers,
+            binder if binds else None,
+            True,
+        )
 
     def _bind_unary(self, rebuild):
         if self._binder is None:
@@ -111,8 +121,12 @@ class Objective:
             return NotImplemented
         c = float(other)
         inner = f"({self.name})" if self._sum else self.name
-        return Objective(lambda a: c * self(a), f"{_fmt(c)}*{inner}", self.layers,
-                         self._bind_unary(lambda o: o * c))
+        return Objective(
+            lambda a: c * self(a),
+            f"{_fmt(c)}*{inner}",
+            self.layers,
+            self._bind_unary(lambda o: o * c),
+        )
 
     __rmul__ = __mul__
 
