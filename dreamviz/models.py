@@ -8,8 +8,12 @@ parameterizations and saliency never see mean and std. ``model(images)`` returns
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
+import pickletools
+import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -272,13 +276,46 @@ def architecture(name: str, device: str | torch.device = "meta") -> VisionModel:
     return model.to(device)
 
 
+# pickle opcodes that import or call Python code (a plain state_dict needs them only for the
+# few torch rebuild functions that ``weights_only=True`` allows)
+_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _holds_pickled_code(path: str) -> bool:
+    """Whether the file parses as pickle that references Python objects (read, never run)."""
+    try:
+        if zipfile.is_zipfile(path):  # torch.save's format: the pickle is <archive>/data.pkl
+            with zipfile.ZipFile(path) as z:
+                data = b"".join(z.read(n) for n in z.namelist() if n.endswith("data.pkl"))
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    ops: set[str] = set()
+    stream = io.BytesIO(data)
+    try:  # the legacy format is several pickles in a row, then raw bytes
+        while stream.tell() < len(data):
+            ops.update(op.name for op, _, _ in pickletools.genops(stream))
+    except Exception:
+        pass
+    return bool(ops & _CODE_OPS)
+
+
 def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     """Read a state_dict (or a checkpoint holding one) without executing pickled code."""
     if not os.path.isfile(path):
         raise UsageError(f"weights file {path!r} does not exist; give a path to a .pth state_dict")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on pickle protocols is noise here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if not _holds_pickled_code(path):
+            raise UsageError(
+                f"cannot read {path!r} as a PyTorch weights file (damaged, or not one); "
+                "give a file written by torch.save(model.state_dict(), PATH)"
+            ) from e
         raise UsageError(
             f"refused to load {path!r}: it holds pickled Python objects, which dreamviz never "
             "executes; re-save only the tensors with torch.save(model.state_dict(), PATH)"
@@ -337,7 +374,10 @@ def _pretrained(name: str, member) -> nn.Module:
         return torchvision.models.get_model(name, weights=member)
     except Exception as e:
         if os.path.exists(path):
-            raise DreamvizError(f"cached weights {path} could not be read ({e}); delete it") from e
+            detail = (str(e).strip().splitlines() or [""])[0][:120] or type(e).__name__
+            raise DreamvizError(
+                f"cached weights {path} could not be read ({detail}); delete it"
+            ) from e
         raise DreamvizError(
             f"no weights for {name}: the download failed ({type(e).__name__}: no network?) "
             f"and {path} is not cached; copy the file there, or use --weights PATH "
