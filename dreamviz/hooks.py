@@ -135,6 +135,7 @@ def parse_unit(text: str) -> tuple[str, int | None]:
     layer, sep, chan = text.rpartition(":")
     if not sep:
         return text, None
+    layer = layer.strip()
     if not layer:
         raise UsageError(f"unit {text!r} has no layer; write LAYER:CHANNEL, e.g. blocks.10:5")
     try:
