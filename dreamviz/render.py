@@ -1,0 +1,216 @@
+"""The one optimization loop that render, dream and gallery share.
+
+``render(model, objective, ...)`` runs gradient ascent on an image parameterization and returns
+a :class:`RenderResult` with the images (N x 3 x H x W in [0, 1], on the CPU), the objective
+value of every image at every step, and any threshold frames. It displays and saves nothing;
+progress goes through ``callback(step, steps, values)``.
+
+Each step costs one forward pass, truncated after the deepest layer the objective needs, and
+one backward pass; images larger than ``tile`` are processed as tiles whose gradients are
+accumulated, so memory stays bounded for any image size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from . import optim as optim_mod
+from . import transforms as tf_mod
+from .errors import NonFiniteError, UsageError
+from .hooks import Capture
+from .models import as_vision_model, resolve_device
+from .objectives import Objective
+from .objectives import parse as parse_objective
+from .param import ImageParam, _seeds, image_param
+from .regularizers import Blur, total_penalty
+
+_TRANSFORM_SEED_OFFSET = 0x5EED
+
+
+@dataclass
+class RenderResult:
+    images: torch.Tensor  # N x 3 x H x W in [0, 1], CPU
+    history: torch.Tensor  # steps x N objective values
+    frames: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> images
+    interrupted: bool = False
+    objective: str = ""
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> torch.Tensor:
+        """The objective value of each image at the last step."""
+        return self.history[-1] if len(self.history) else torch.zeros(self.images.shape[0])
+
+
+def tile_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Split h x w into equal tiles of at most ``tile`` px: (y0, y1, x0, x1) boxes.
+
+    Equal sizes (ceil(h / n) rows each) avoid thin remainder tiles the model cannot see well.
+    """
+
+    def cuts(n_px: int) -> list[tuple[int, int]]:
+        n = max(1, -(-n_px // tile))
+        size = -(-n_px // n)
+        return [(i * size, min(n_px, (i + 1) * size)) for i in range(n)]
+
+    return [(y0, y1, x0, x1) for y0, y1 in cuts(h) for x0, x1 in cuts(w)]
+
+
+def _generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s + _TRANSFORM_SEED_OFFSET) for s in seeds]
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def render(
+    model,
+    objective: Objective | str,
+    *,
+    param: ImageParam | None = None,
+    size: int | Sequence[int] | None = None,
+    batch: int = 1,
+    param_kind: str = "fft",
+    decorrelate: bool = True,
+    init: torch.Tensor | None = None,
+    transforms="standard",
+    settle: float = 0.15,
+    regularizers: Sequence[Callable] = (),
+    optimizer="adam",
+    lr: float = 0.05,
+    steps: int = 256,
+    grad_norm=None,
+    thresholds: Sequence[int] = (),
+    seed: int | Sequence[int] = 0,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    tile: int | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> RenderResult:
+    """Maximize ``objective`` over an image; see the module docstring.
+
+    ``param`` overrides ``size``/``batch``/``param_kind``/``decorrelate``/``init``.
+    ``seed`` is one int (image i uses seed + i) or a list with one seed per image; each image's
+    start and random transforms depend only on its own seed. ``device`` defaults to the
+    model's. ``thresholds`` are step counts after which the images are kept in ``frames``.
+    Ctrl-C stops the loop and returns what it has, with ``interrupted=True``.
+    """
+    model = as_vision_model(model)
+    dev = resolve_device(device) if device is not None else model.device
+    if dev != model.device:
+        raise UsageError(f"the model is on {model.device} but device={dev} was asked for")
+    if steps < 0:
+        raise UsageError(f"steps must be >= 0, got {steps}")
+    if not isinstance(objective, Objective):
+        objective = parse_objective(objective, model)
+    objective = objective.bind(model)
+    if param is None:
+        param = image_param(
+            param_kind,
+            size if size is not None else model.input_size,
+            batch=batch,
+            decorrelate=decorrelate,
+            init=init,
+            seed=seed,
+        )
+    param = param.to(dev)
+    n = param().shape[0]
+    seeds = _seeds(seed, n)
+    gens = _generators(seeds)
+    robust = tf_mod.get(transforms)
+    plain = tf_mod.none()
+    if not 0.0 <= settle <= 1.0:
+        raise UsageError(f"settle must be in [0, 1], got {settle}")
+    settle_from = steps - int(round(settle * steps))  # steps after this one are plain
+    transform = robust
+    regs = list(regularizers)
+    step_blurs = [r for r in regs if isinstance(r, Blur) and r.every]
+    norm = optim_mod.grad_normalizer(grad_norm)
+    params = [p for p in param.parameters() if p.requires_grad]
+    opt = optim_mod.make_optimizer(optimizer, params, lr)
+    thresholds = sorted({int(t) for t in thresholds if 0 < int(t) <= steps})
+
+    history: list[torch.Tensor] = []
+    frames: dict[int, torch.Tensor] = {}
+    interrupted = False
+    start = time.perf_counter()
+    last_good = param().detach()
+
+    def objective_and_grad(images: torch.Tensor, cap: Capture) -> torch.Tensor:
+        """Forward + backward of one step; returns the objective values (N,)."""
+        h, w = images.shape[-2:]
+        if tile is None or (h <= tile and w <= tile):
+            x = transform(images, gens)
+            with _autocast(dev, amp):
+                values = objective(cap(x)).float()
+            per_image, scalar = total_penalty(regs, images)
+            (-(values.sum()) + per_image.sum() + scalar).backward()
+            return values.detach()
+        # tiles: gradients of each tile accumulate into a detached copy of the input, so only
+        # one tile's graph is alive at a time; then one backward through transforms and param
+        x = transform(images, gens)
+        x_leaf = x.detach().requires_grad_(True)
+        total = x.new_zeros(n)
+        area = float(x.shape[-2] * x.shape[-1])
+        for y0, y1, x0, x1 in tile_boxes(x.shape[-2], x.shape[-1], tile):
+            with _autocast(dev, amp):
+                values = objective(cap(x_leaf[:, :, y0:y1, x0:x1])).float()
+            weight = (y1 - y0) * (x1 - x0) / area
+            (-(values.sum()) * weight).backward()
+            total = total + values.detach() * weight
+        per_image, scalar = total_penalty(regs, images)
+        torch.autograd.backward([x, per_image.sum() + scalar], [x_leaf.grad, None])
+        return total
+
+    with Capture(model, objective.layers) as cap:
+        try:
+            for step in range(1, steps + 1):
+                transform = robust if step <= settle_from else plain
+                opt.zero_grad(set_to_none=True)
+                images = param()
+                values = objective_and_grad(images, cap)
+                if not bool(torch.isfinite(values).all()) or any(
+                    p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params
+                ):
+                    raise NonFiniteError(
+                        f"the objective became NaN or inf at step {step}; lower --lr or add "
+                        "regularization (the last good image is kept)",
+                        last_good=last_good.cpu(),
+                        step=step,
+                    )
+                last_good = images.detach()
+                history.append(values.cpu())
+                optim_mod.normalize_grads(params, norm)
+                opt.step()
+                param.post_step()
+                for b in step_blurs:
+                    if step % b.every == 0:
+                        with torch.no_grad():
+                            param.set_image(b.apply(param()).clamp(0, 1))
+                if step in thresholds:
+                    frames[step] = param().detach().float().cpu().clamp(0, 1)
+                if callback is not None:
+                    callback(step, steps, values)
+        except KeyboardInterrupt:
+            interrupted = True
+
+    with torch.no_grad():
+        final = param().detach().float().clamp(0, 1)
+    if interrupted and history:
+        final = last_good.float().clamp(0, 1)
+    return RenderResult(
+        images=final.cpu(),
+        history=torch.stack(history) if history else torch.zeros(0, n),
+        frames=frames,
+        interrupted=interrupted,
+        objective=str(objective),
+        seconds=time.perf_counter() - start,
+    )
