@@ -167,7 +167,12 @@ def render(
             (-(values.sum()) * weight).backward()
             total = total + values.detach() * weight
         per_image, scalar = total_penalty(regs, images)
-        torch.autograd.backward([x, per_image.sum() + scalar], [x_leaf.grad, None])
+        penalty = per_image.sum() + scalar
+        outputs, grads = [x], [x_leaf.grad]
+        if penalty.requires_grad:
+            outputs.append(penalty)
+            grads.append(None)
+        torch.autograd.backward(outputs, grads)
         return total
 
     with Capture(model, objective.layers) as cap:
