@@ -16,7 +16,6 @@ seed, so the same seed gives the same start on any device and in any batch posit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -85,6 +84,12 @@ class ImageParam(nn.Module):
             t = _mix(t, COLOR_CORRELATION_INV)
         return t
 
+    @torch.no_grad()
+    def _grey_start(self) -> None:
+        """In clamp mode the raw values are the image: move the noise start to grey (0.5)."""
+        if self.valid == "clamp":
+            self.set_image((self.forward() + 0.5).clamp(0, 1))
+
     def post_step(self) -> None:
         """Called after every optimizer step (clamps in ``valid='clamp'`` mode)."""
 
@@ -110,10 +115,8 @@ class PixelImage(ImageParam):
         super().__init__(decorrelate, valid)
         h, w = _size(size) if init is None else init.shape[-2:]
         if init is None:
-            start = _randn((3, h, w), _seeds(seed, batch), sd)
-            if valid == "clamp":
-                start = start + 0.5
-            self.pixels = nn.Parameter(start)
+            self.pixels = nn.Parameter(_randn((3, h, w), _seeds(seed, batch), sd))
+            self._grey_start()
         else:
             self.pixels = nn.Parameter(
                 torch.empty(init.shape[0] if init.dim() == 4 else 1, 3, h, w)
@@ -147,7 +150,12 @@ def _freqs(h: int, w: int) -> torch.Tensor:
 
 class FourierImage(ImageParam):
     """Lucid's fft_image: ``irfft2(spectrum * scale) / 4`` with ``scale = 1 / max(f, 1/max(h, w))
-    ** decay * sqrt(h*w)``, orthonormal FFT, any H x W (odd widths included)."""
+    ** decay``, orthonormal FFT, any H x W (odd widths included).
+
+    Lucid multiplies the scale by sqrt(h*w) but its ``irfft2d`` divides by h*w; Lucent's
+    orthonormal ``irfft`` without the factor is the same transform, and so is this one. (With
+    both the factor and an orthonormal FFT the start is saturated noise and every step is
+    sqrt(h*w) times too large.)"""
 
     def __init__(
         self,
@@ -164,10 +172,11 @@ class FourierImage(ImageParam):
         h, w = _size(size) if init is None else tuple(init.shape[-2:])
         self.h, self.w = int(h), int(w)
         scale = 1.0 / _freqs(h, w).clamp_min(1.0 / max(h, w)) ** decay
-        self.register_buffer("scale", (scale * math.sqrt(h * w)).view(1, 1, h, w // 2 + 1, 1))
+        self.register_buffer("scale", scale.view(1, 1, h, w // 2 + 1, 1))
         if init is None:
             spec = _randn((3, h, w // 2 + 1, 2), _seeds(seed, batch), sd)
             self.spectrum = nn.Parameter(spec)
+            self._grey_start()
         else:
             n = init.shape[0] if init.dim() == 4 else 1
             self.spectrum = nn.Parameter(torch.empty(n, 3, h, w // 2 + 1, 2))

@@ -1,0 +1,409 @@
+"""``dreamviz render``: the image that maximizes a unit or a class (feature visualization).
+
+Several ``--unit`` / ``--class`` targets render as one batch, one image each, in one pass per
+step. Every PNG carries its full recipe in its text metadata, and ``--from OLD.png`` renders that
+recipe again (bit for bit on the CPU); flags given beside ``--from`` override the recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from . import add_model_args, emit, float_range, int_range, parent
+
+DEFAULT_MODEL = "efficientnet_lite0"
+# Chosen by rendering candidate channels of the middle blocks and looking at them: see
+# docs/quality/render.md. It renders in under a minute at 224 px on a 2-core CPU.
+DEFAULT_UNIT = "blocks.8:20"
+DEFAULT_OUT = "render.png"
+DEFAULT_OUT_DIR = "render"
+
+# Every setting that shapes the image: the recipe stores them, --from reads them back, and an
+# explicit flag overrides the recipe. (CLI dest -> default.)
+SETTINGS: dict[str, object] = {
+    "size": None,  # the model's input size
+    "steps": 256,
+    "lr": 0.05,
+    "optimizer": "adam",
+    "param": "fft",
+    "decorrelate": True,
+    "transforms": "standard",
+    "settle": 0.15,
+    "l1": 0.0,
+    "l2": 0.0,
+    "tv": 0.0,
+    "blur": 0.0,
+    "diversity": 0.0,
+    "batch": 1,
+    "seed": 0,
+    "device": "auto",
+    "amp": False,
+}
+
+
+def _size(text: str) -> list[int]:
+    """argparse type: ``N`` or ``WxH`` -> [H, W]."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write N or WxH, e.g. 224x160")
+    w = int(m.group(1))
+    h = int(m.group(2)) if m.group(2) else w
+    for v in (w, h):
+        if not 16 <= v <= 8192:
+            raise argparse.ArgumentTypeError(f"size {v} is out of range; use 16..8192 px")
+    return [h, w]
+
+
+def _thresholds(text: str) -> list[int]:
+    """argparse type: ``64,128,256`` -> sorted unique step counts >= 1."""
+    try:
+        values = sorted({int(v) for v in str(text).split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of step counts; write e.g. 64,128,256"
+        ) from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: step counts must be 1 or more")
+    return values
+
+
+def _target(kind: str):
+    def parse(text: str) -> list[str]:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty --{kind}")
+        return [kind, text.strip()]
+
+    return parse
+
+
+def add_parser(sub) -> None:
+    from ..optim import OPTIMIZERS
+    from ..param import PARAMS
+    from ..transforms import PRESETS
+
+    p = sub.add_parser(
+        "render",
+        parents=[parent()],
+        help="render the image that maximizes a unit or a class",
+        description="Optimize an image so that a unit (LAYER:CHANNEL) or a class fires as "
+        "strongly as possible. With no arguments it renders a default unit of the bundled "
+        f"model ({DEFAULT_UNIT}) to {DEFAULT_OUT}. Several --unit/--class render as one batch. "
+        "Each PNG stores its recipe; --from PNG renders it again.",
+    )
+    add_model_args(p, device=False)
+    p.set_defaults(model=None)
+    t = p.add_argument_group("what to render")
+    t.add_argument(
+        "--unit",
+        dest="targets",
+        action="append",
+        type=_target("unit"),
+        metavar="LAYER:CHANNEL",
+        help="a channel to maximize, e.g. blocks.8:20 (a bare LAYER maximizes the whole layer); "
+        "repeat for a batch",
+    )
+    t.add_argument(
+        "--class",
+        dest="targets",
+        action="append",
+        type=_target("class"),
+        metavar="NAME_OR_INDEX",
+        help="a class to maximize, by ImageNet name (case-insensitive) or index; repeatable",
+    )
+    t.add_argument(
+        "--batch",
+        type=int_range(1, 256),
+        help="images per unit/class (default 1); use with --diversity to get different ones",
+    )
+    t.add_argument("--from", dest="recipe", metavar="PNG", help="render the recipe of a PNG again")
+    o = p.add_argument_group("optimization")
+    o.add_argument("--size", type=_size, metavar="N|WxH", help="image size (default: model's)")
+    o.add_argument("--steps", type=int_range(1, 1_000_000), help="default 256")
+    o.add_argument("--lr", type=float_range(0.0, lo_open=True), help="default 0.05")
+    o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default adam")
+    o.add_argument("--param", choices=sorted(PARAMS), help="image parameterization (default fft)")
+    o.add_argument(
+        "--no-decorrelate",
+        dest="decorrelate",
+        action="store_const",
+        const=False,
+        help="optimize RGB directly instead of ImageNet-decorrelated colour",
+    )
+    o.add_argument(
+        "--transforms", choices=sorted(PRESETS), help="robustness transforms (default standard)"
+    )
+    o.add_argument(
+        "--settle",
+        type=float_range(0.0, 1.0),
+        help="final fraction of steps without transforms (default 0.15)",
+    )
+    o.add_argument("--seed", type=int_range(0, 2**62), help="default 0; image i uses seed + i")
+    r = p.add_argument_group("regularizers (weights, default 0)")
+    for name, what in [
+        ("l1", "mean |pixel - 0.5|"),
+        ("l2", "mean (pixel - 0.5)^2"),
+        ("tv", "total variation"),
+        ("blur", "difference from a blurred copy"),
+        ("diversity", "Gram dissimilarity across the batch (units on one layer)"),
+    ]:
+        r.add_argument(f"--{name}", type=float_range(0.0), metavar="W", help=what)
+    d = p.add_argument_group("device and output")
+    d.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    d.add_argument(
+        "--amp",
+        action="store_const",
+        const=True,
+        help="bf16 autocast and channels_last on CUDA (ignored elsewhere)",
+    )
+    d.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        metavar="64,128,256",
+        help="also write the image after these steps (FILE_0064.png, ...)",
+    )
+    d.add_argument("-o", "--output", metavar="FILE", help=f"one image (default {DEFAULT_OUT})")
+    d.add_argument(
+        "--out", metavar="DIR", help=f"folder for several images (default {DEFAULT_OUT_DIR}/)"
+    )
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def _merge_recipe(args) -> dict | None:
+    """Fill unset options from ``--from PNG`` (if any), then from the defaults."""
+    from ..io import read_recipe, versions
+
+    recipe = read_recipe(args.recipe) if args.recipe else None
+    if recipe is not None:
+        if recipe.get("command") != "render":
+            raise UsageError(
+                f"{args.recipe!r} was written by `dreamviz {recipe.get('command', '?')}`, not "
+                "render; run that command with --from"
+            )
+        old, new = recipe.get("versions", {}), versions()
+        changed = [k for k in new if old.get(k) != new[k]]
+        if changed:
+            were = ", ".join(f"{k} {old.get(k)} -> {new[k]}" for k in changed)
+            print(
+                f"dreamviz: note: {args.recipe} was made with other versions ({were}); "
+                "the image may differ slightly",
+                file=sys.stderr,
+            )
+    settings = (recipe or {}).get("settings", {})
+    for key, default in SETTINGS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, settings.get(key, default))
+    if args.model is None:
+        args.model = (recipe or {}).get("model", DEFAULT_MODEL)
+        if recipe is not None and args.weights is None:
+            args.weights = recipe.get("weights")
+    if args.thresholds is None:  # --from a frame renders up to that frame only
+        frame = (recipe or {}).get("frame")
+        args.thresholds = [int(frame)] if frame else []
+    if not args.targets:
+        if recipe is not None:
+            args.targets = [list(t) for t in recipe["targets"]]
+        elif args.model == DEFAULT_MODEL:
+            args.targets = [["unit", DEFAULT_UNIT]]
+        else:
+            raise UsageError(
+                f"say what to render for {args.model}: --unit LAYER:CHANNEL or --class NAME "
+                f"(`dreamviz layers {args.model}` lists the layers)"
+            )
+    return recipe
+
+
+def _objectives(args, model):
+    """One objective per image (validated against the model) and the batch objective."""
+    from ..hooks import LOGITS, check_layer, parse_unit
+    from ..objectives import channel, class_logit, diversity, layer
+
+    singles = []  # (objective maker taking batch=, layer or None, label)
+    for kind, text in args.targets:
+        if kind == "class":
+            model.class_index(text)  # one-line error for a bad name or index
+            singles.append((lambda b, t=text: class_logit(t, batch=b), LOGITS, text))
+            continue
+        name, c = parse_unit(text)
+        if c is None:
+            check_layer(model, name)
+            singles.append((lambda b, n=name: layer(n, batch=b), name, name))
+        elif name == LOGITS:
+            singles.append((lambda b, c=c: class_logit(c, batch=b), LOGITS, f"logits:{c}"))
+        else:
+            singles.append((lambda b, n=name, c=c: channel(n, c, batch=b), name, text))
+    per_image = [s for s in singles for _ in range(args.batch)]
+    n = len(per_image)
+    terms = [make(i if n > 1 else None) for i, (make, _, _) in enumerate(per_image)]
+    for term in terms:
+        term.bind(model)  # validates every unit and class before any work is done
+    objective = sum(terms)
+    if args.diversity:
+        layers = {lay for _, lay, _ in per_image}
+        if len(layers) != 1 or LOGITS in layers:
+            raise UsageError(
+                "--diversity needs every --unit on one layer (it compares their activations); "
+                "drop --diversity or use units of one layer"
+            )
+        if n > 1:
+            objective = objective - args.diversity * diversity(layers.pop())
+    labels = [label for _, _, label in per_image]
+    return objective.bind(model), labels
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace(":", "_")).strip("_") or "image"
+
+
+def _output_paths(args, labels: list[str], recipe: dict | None) -> dict[int, Path]:
+    """Image index -> output path, checked before any rendering."""
+    n = len(labels)
+    if args.output and args.out:
+        raise UsageError("give -o FILE (one image) or --out DIR (several), not both")
+    if recipe is not None and not args.out:  # --from: the one image it names
+        args.output = args.output or DEFAULT_OUT
+    if args.output:
+        path = Path(args.output)
+        if path.suffix.lower() != ".png":
+            raise UsageError(f"-o {args.output}: the output is a PNG; end the name with .png")
+        if path.is_dir():
+            raise UsageError(f"-o {args.output} is a folder; use --out DIR for a folder")
+        if recipe is not None:
+            return {min(int(recipe.get("index", 0)), n - 1): path}
+        if n > 1:
+            raise UsageError(f"-o names one file but {n} images are rendered; use --out DIR")
+        return {0: path}
+    if args.out or n > 1:
+        folder = Path(args.out or DEFAULT_OUT_DIR)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {folder} is a file; give a folder")
+        width = len(str(n - 1))
+        return {i: folder / f"{i:0{width}d}_{_slug(label)}.png" for i, label in enumerate(labels)}
+    return {0: Path(DEFAULT_OUT)}
+
+
+def _frame_path(path: Path, step: int) -> Path:
+    return path.with_name(f"{path.stem}_{step:04d}{path.suffix}")
+
+
+def _recipe(args, model, objective, labels, index: int, device) -> dict:
+    from ..io import versions
+
+    settings = {key: getattr(args, key) for key in SETTINGS}
+    settings["device"] = device.type
+    settings["size"] = list(args.size or model.input_size)
+    return {
+        "command": "render",
+        "model": args.model,
+        "weights": args.weights,
+        "objective": str(objective),
+        "target": labels[index],
+        "targets": args.targets,
+        "index": index,
+        "images": len(labels),
+        "settings": settings,
+        "thresholds": list(args.thresholds),
+        "versions": versions(),
+    }
+
+
+def regularizers_from_args(args) -> list:
+    from ..regularizers import L1, L2, TV, Blur
+
+    regs = []
+    for cls, weight in [(L1, args.l1), (L2, args.l2), (TV, args.tv), (Blur, args.blur)]:
+        if weight:
+            regs.append(cls(weight))
+    return regs
+
+
+def _progress(steps: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc="render", unit="step", file=sys.stderr, disable=None)
+
+    def callback(step, total, values):
+        bar.update(1)
+        if step == total or step % 8 == 0:
+            bar.set_postfix(objective=f"{float(values.mean()):.3g}", refresh=False)
+
+    return bar, callback
+
+
+def run(args) -> int:
+    from ..errors import NonFiniteError
+    from ..io import save_png
+    from ..models import load_model
+    from ..render import render
+
+    recipe = _merge_recipe(args)
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    objective, labels = _objectives(args, model)
+    paths = _output_paths(args, labels, recipe)
+    size = tuple(args.size) if args.size else model.input_size
+    if args.thresholds and args.thresholds[-1] > args.steps:
+        raise UsageError(
+            f"--thresholds {args.thresholds[-1]} is beyond --steps {args.steps}; "
+            "use step counts up to --steps"
+        )
+    frame_only = (recipe or {}).get("frame") if args.recipe else None
+    recipes = {i: _recipe(args, model, objective, labels, i, model.device) for i in paths}
+
+    bar, callback = _progress(args.steps)
+    error = None
+    try:
+        result = render(
+            model,
+            objective,
+            size=size,
+            batch=len(labels),
+            param_kind=args.param,
+            decorrelate=args.decorrelate,
+            transforms=args.transforms,
+            settle=args.settle,
+            regularizers=regularizers_from_args(args),
+            optimizer=args.optimizer,
+            lr=args.lr,
+            steps=args.steps,
+            thresholds=args.thresholds,
+            seed=args.seed,
+            amp=args.amp,
+            callback=callback,
+        )
+        images, frames = result.images, result.frames
+    except NonFiniteError as e:
+        error = e
+        images, frames = e.last_good.float().clamp(0, 1), {}
+    finally:
+        bar.close()
+
+    if frame_only and frame_only in frames and error is None:
+        images = frames[frame_only]
+        frames = {}
+    for i, path in paths.items():
+        rec = dict(recipes[i])
+        if frame_only and error is None:
+            rec["frame"] = frame_only
+        if error is not None:
+            rec["stopped"] = f"non-finite objective at step {error.step}"
+        elif result.interrupted:
+            rec["stopped"] = f"interrupted after {len(result.history)} steps"
+        for step, frame in sorted(frames.items()):
+            emit(save_png(_frame_path(path, step), frame[i], {**rec, "frame": step}))
+        emit(save_png(path, images[i], rec))
+    if error is not None:
+        raise error
+    if result.interrupted:
+        print(
+            f"dreamviz: interrupted after {len(result.history)} of {args.steps} steps; "
+            "saved the image so far",
+            file=sys.stderr,
+        )
+        return 130
+    return 0

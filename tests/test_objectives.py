@@ -1,0 +1,125 @@
+"""Objectives: algebra and names, batch=, reported layers, values on known activations, binding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamviz.errors import UsageError
+from dreamviz.hooks import Capture
+from dreamviz.objectives import (
+    channel,
+    class_logit,
+    direction,
+    diversity,
+    layer,
+    neuron,
+    parse,
+)
+
+
+def _acts(n=3, c=4, h=5, w=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"a": torch.randn(n, c, h, w, generator=g), "b": torch.randn(n, c, 3, 3, generator=g)}
+
+
+def test_names_of_the_algebra():
+    obj = channel("blocks.10", 5) - 0.5 * diversity("blocks.10")
+    assert str(obj) == "channel(blocks.10:5) - 0.5*diversity(blocks.10)"
+    assert obj.layers == ("blocks.10",)
+    total = sum([channel("a", 0), channel("b", 1), neuron("a", 2)])
+    assert str(total) == "channel(a:0) + channel(b:1) + neuron(a:2)"
+    assert total.layers == ("a", "b")
+    assert str(channel("a", 1) - (channel("a", 2) + channel("b", 0))) == (
+        "channel(a:1) - (channel(a:2) + channel(b:0))"
+    )
+    assert str(2 * (channel("a", 1) + 1)) == "2*(channel(a:1) + 1)"
+    assert str(channel("a", 3, batch=1)) == "channel(a:3, batch=1)"
+    assert str(class_logit("tabby")) == "class_logit(tabby)"
+
+
+def test_algebra_values():
+    acts = _acts()
+    a, b = channel("a", 1), channel("b", 2)
+    va, vb = a(acts), b(acts)
+    assert va.shape == (3,)
+    torch.testing.assert_close(va, acts["a"][:, 1].mean((1, 2)))
+    torch.testing.assert_close((a + b)(acts), va + vb)
+    torch.testing.assert_close((a - 2 * b)(acts), va - 2 * vb)
+    torch.testing.assert_close((3 - a)(acts), 3 - va)
+    torch.testing.assert_close((a / 4)(acts), va / 4)
+    torch.testing.assert_close((-a)(acts), -va)
+    torch.testing.assert_close(sum([a, b, a])(acts), 2 * va + vb)
+
+
+def test_batch_aims_a_term_at_one_image():
+    acts = _acts()
+    obj = channel("a", 0, batch=0) + channel("a", 3, batch=2)
+    v = obj(acts)
+    assert v[1] == 0
+    torch.testing.assert_close(v[0], acts["a"][0, 0].mean())
+    torch.testing.assert_close(v[2], acts["a"][2, 3].mean())
+    with pytest.raises(IndexError):
+        channel("a", 0, batch=5)(acts)
+
+
+def test_neuron_centre_of_a_non_square_map_and_layer():
+    acts = _acts(h=5, w=8)
+    # centre: column W//2 = 4, row H//2 = 2
+    torch.testing.assert_close(neuron("a", 1)(acts), acts["a"][:, 1, 2, 4])
+    torch.testing.assert_close(neuron("a", 1, x=0, y=4)(acts), acts["a"][:, 1, 4, 0])
+    torch.testing.assert_close(layer("b")(acts), acts["b"].pow(2).mean((1, 2, 3)))
+
+
+def test_direction_matches_a_channel_for_a_one_hot_vector():
+    acts = _acts()
+    vec = torch.zeros(4)
+    vec[2] = 1
+    torch.testing.assert_close(direction("a", vec)(acts), channel("a", 2)(acts))
+
+
+def test_diversity_prefers_different_images():
+    same = {"a": torch.rand(1, 4, 6, 6).expand(3, -1, -1, -1).contiguous()}
+    different = _acts()
+    assert diversity("a")({"a": same["a"][:1]}).item() == 0
+    assert diversity("a")(same).mean() < diversity("a")(different).mean()
+
+
+def test_bind_validates_against_the_model(lite0):
+    assert channel("blocks.3", 5).bind(lite0) is not None
+    with pytest.raises(UsageError, match="unknown layer"):
+        channel("blocks.99", 1).bind(lite0)
+    with pytest.raises(UsageError, match="out of range"):
+        channel("blocks.3", 40).bind(lite0)
+    with pytest.raises(UsageError, match="out of range"):
+        (channel("blocks.3", 1) + 0.5 * channel("blocks.4", 400)).bind(lite0)
+    with pytest.raises(UsageError, match="outside"):
+        neuron("blocks.3", 1, x=99, y=0).bind(lite0)
+    with pytest.raises(UsageError, match="unknown class"):
+        class_logit("tabbyy")
+    with pytest.raises(UsageError, match="ambiguous"):
+        class_logit("cardigan")  # two ImageNet classes share this name
+    with pytest.raises(UsageError, match="ambiguous"):
+        class_logit("terrier")  # a part of many names
+
+
+def test_class_by_name_and_parse(lite0):
+    acts = {"logits": torch.arange(1000.0).view(1, -1)}
+    assert class_logit("Tabby").bind(lite0)(acts).item() == 281
+    assert class_logit(281)(acts).item() == 281
+    assert str(parse("blocks.10:5")) == "channel(blocks.10:5)"
+    assert parse("logits:7")(acts).item() == 7
+    assert str(parse("blocks.10", lite0)) == "layer(blocks.10)"
+    assert parse("tabby", lite0)(acts).item() == 281
+
+
+def test_objective_on_a_real_capture(lite0):
+    x = torch.rand(2, 3, 64, 64)
+    obj = channel("blocks.3", 4) + neuron("blocks.5", 7, batch=1)
+    with Capture(lite0, obj.layers) as cap:
+        acts = cap(x)
+    assert set(acts) == {"blocks.3", "blocks.5"}
+    v = obj(acts)
+    expected = acts["blocks.3"][:, 4].mean((1, 2))
+    expected[1] += acts["blocks.5"][1, 7, 2, 2]
+    torch.testing.assert_close(v, expected)
