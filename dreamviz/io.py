@@ -116,6 +116,57 @@ def save_png(
     return str(path)
 
 
+def save_image(
+    path: str | os.PathLike, image: torch.Tensor | Image.Image, recipe: dict | None = None
+) -> str:
+    """Write a still by its suffix, atomically: ``.png`` (with the recipe, see
+    :func:`save_png`), ``.jpg``/``.jpeg`` (quality 92; the recipe in a JPEG comment) or
+    ``.webp`` (quality 92; no recipe)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        return save_png(path, image, recipe)
+    img = image if isinstance(image, Image.Image) else to_pil(image)
+    if suffix in (".jpg", ".jpeg"):
+        extra = {"comment": json.dumps(recipe, sort_keys=True, default=str)} if recipe else {}
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="JPEG", quality=92, **extra)
+    elif suffix == ".webp":
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="WEBP", quality=92)
+    else:
+        raise UsageError(f"cannot write {str(path)!r}: use .png, .jpg or .webp")
+    return str(path)
+
+
+def save_animation(
+    path: str | os.PathLike,
+    images,
+    fps: float = 12.0,
+    loop: int = 0,
+) -> str:
+    """Write an animated ``.gif`` or ``.webp`` (lossy, quality 90) atomically from a sequence
+    of 3 x H x W tensors or PIL images, all the same size; ``loop=0`` repeats forever."""
+    suffix = Path(path).suffix.lower()
+    fmt = {".gif": "GIF", ".webp": "WEBP"}.get(suffix)
+    if fmt is None:
+        raise UsageError(f"cannot write an animation to {str(path)!r}: use .gif or .webp")
+    frames = [im if isinstance(im, Image.Image) else to_pil(im) for im in images]
+    if not frames:
+        raise ValueError("no frames to write")
+    opts = {"quality": 90} if fmt == "WEBP" else {"optimize": False}
+    with atomic_path(path) as tmp:
+        frames[0].save(
+            tmp,
+            format=fmt,
+            save_all=True,
+            append_images=frames[1:],
+            duration=max(1, round(1000.0 / fps)),
+            loop=loop,
+            **opts,
+        )
+    return str(path)
+
+
 def read_recipe(path: str | os.PathLike) -> dict:
     """The recipe stored by :func:`save_png`, or a usage error naming the problem."""
     path = str(path)
