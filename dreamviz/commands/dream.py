@@ -1,0 +1,284 @@
+"""``dreamviz dream IMAGE``: deep dream a photo, or a zoom animation of dreams."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from . import add_model_args, emit, float_range, int_range, parent
+
+_STILL = (".png", ".jpg", ".jpeg", ".webp")
+_ANIMATED = (".gif", ".webp")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "dream",
+        parents=[parent()],
+        help="deep dream a photo (octaves, tiles for any size, guided, zoom animations)",
+        description="Amplify what a layer sees in IMAGE (JPEG, PNG or WebP; EXIF orientation, "
+        "alpha, grayscale and 16-bit handled). Classic DeepDream defaults: 4 octaves at scale "
+        "1.4, 10 steps each, step 1.5 grey levels / mean |gradient|, random roll of 32 px. "
+        "Several objectives add up. The output keeps the input's size; a PNG carries the "
+        "recipe. Prints every path it writes.",
+    )
+    p.add_argument("image", help="the photo to dream on")
+    add_model_args(p)
+    p.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        metavar="LAYER[:WEIGHT]",
+        help="dream a layer (mean of squares); repeat for several, with optional weights: "
+        "--layer blocks.6 --layer blocks.10:0.5 (default: the model's classic layer)",
+    )
+    p.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        metavar="LAYER:CHANNEL",
+        help="dream one channel (its mean activation); repeatable",
+    )
+    p.add_argument(
+        "--class",
+        dest="classes",
+        action="append",
+        default=[],
+        metavar="CLASS",
+        help="dream a class logit, by index or ImageNet name; repeatable",
+    )
+    p.add_argument(
+        "--guide",
+        metavar="IMAGE",
+        help="guided dream: pull each position of the --layer features toward the "
+        "best-matching feature of this image",
+    )
+    p.add_argument(
+        "--guide-mode",
+        choices=["match", "dot", "mean"],
+        default="match",
+        help="match (default): per position, the guide feature closest in direction; dot: "
+        "Google's raw dot-product match; mean: the guide's mean feature",
+    )
+    p.add_argument("--octaves", type=int_range(1, 20), default=4, help="default 4")
+    p.add_argument("--octave-scale", type=float_range(1.0, 4.0), default=1.4, help="default 1.4")
+    p.add_argument("--steps", type=int_range(0), default=10, help="steps per octave (10)")
+    p.add_argument(
+        "--lr",
+        type=float_range(0.0, lo_open=True),
+        default=1.5,
+        help="step size in 0-255 grey levels per step after mean-|gradient| normalization "
+        "(default 1.5)",
+    )
+    p.add_argument("--jitter", type=int_range(0), default=32, help="max random roll, px (32)")
+    p.add_argument(
+        "--tile",
+        type=int_range(64),
+        default=512,
+        help="images larger than this many px are dreamed in tiles (default 512)",
+    )
+    p.add_argument(
+        "--lap-levels",
+        type=int_range(1, 16),
+        default=None,
+        help="Laplacian-pyramid gradient normalization with this many levels (e.g. 4): "
+        "smoother results",
+    )
+    p.add_argument(
+        "--frames",
+        type=int_range(0),
+        default=0,
+        help="zoom animation: dream, zoom, dream again, N frames (numbered PNGs + a GIF)",
+    )
+    p.add_argument(
+        "--zoom", type=float_range(0.0, lo_open=True), default=None, help="per frame (1.05)"
+    )
+    p.add_argument("--rotate", type=float, default=None, help="degrees per frame (0)")
+    p.add_argument("--fps", type=float_range(0.0, 100.0, lo_open=True), default=12.0, help="(12)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="output: .png (with the recipe), .jpg or .webp; with --frames a .gif or .webp "
+        "animation, the frames beside it as FILE_0000.png... (default: IMAGE_dream.png or "
+        "IMAGE_dream.gif in the current folder)",
+    )
+    p.set_defaults(func=run)
+
+
+def parse_layer_weights(items: list[str]) -> dict[str, float]:
+    """``["blocks.6", "blocks.10:0.5"]`` -> ``{"blocks.6": 1.0, "blocks.10": 0.5}``."""
+    from ..errors import UsageError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, weight = item.strip().rpartition(":")
+        if not sep:
+            name, weight = item.strip(), "1"
+        try:
+            w = float(weight)
+        except ValueError:
+            raise UsageError(
+                f"--layer {item!r}: {weight!r} is not a weight; write LAYER or LAYER:WEIGHT "
+                "(for a channel use --unit LAYER:CHANNEL)"
+            ) from None
+        if not name.strip():
+            raise UsageError(f"--layer {item!r} has no layer name")
+        out[name.strip()] = out.get(name.strip(), 0.0) + w
+    return out
+
+
+def build_objective(args, model):
+    """Sum of the --layer, --unit and --class terms (None: the model's default layer)."""
+    from .. import objectives as O
+    from ..errors import UsageError
+    from ..hooks import parse_unit
+
+    layers = parse_layer_weights(args.layer)
+    if args.guide:
+        if args.unit or args.classes:
+            raise UsageError("--guide works on layers; drop --unit/--class or the guide")
+        return layers or None
+    terms = [O.layer(name) if w == 1 else w * O.layer(name) for name, w in layers.items()]
+    for text in args.unit:
+        name, channel = parse_unit(text)
+        if channel is None:
+            raise UsageError(f"--unit {text!r} needs a channel: LAYER:CHANNEL, e.g. blocks.10:5")
+        terms.append(O.channel(name, channel))
+    terms += [O.class_logit(c) for c in args.classes]
+    return sum(terms) if terms else None
+
+
+def _outputs(args) -> tuple[Path, Path | None]:
+    """(still or animation path, frame pattern stem) from -o and the input's name."""
+    from ..errors import UsageError
+
+    stem = Path(args.image).stem
+    if args.frames:
+        out = Path(args.output or f"{stem}_dream.gif")
+        if out.suffix.lower() == ".png":
+            out = out.with_suffix(".gif")
+        if out.suffix.lower() not in _ANIMATED:
+            raise UsageError(f"-o {out}: an animation is written as .gif or .webp")
+        return out, out.with_suffix("")
+    out = Path(args.output or f"{stem}_dream.png")
+    if out.suffix.lower() not in _STILL:
+        raise UsageError(f"-o {out}: write .png (with the recipe), .jpg or .webp")
+    return out, None
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from .. import io
+    from ..dream import as_image, dream, dream_frames
+    from ..errors import UsageError
+
+    out, frame_stem = _outputs(args)
+    image = as_image(args.image)  # one-line error for a missing or unreadable file first
+    if args.guide:
+        guide = as_image(args.guide)
+    else:
+        guide = None
+    if not args.frames and (args.zoom is not None or args.rotate is not None):
+        raise UsageError("--zoom and --rotate make an animation; add --frames N")
+    from . import load_from_args
+
+    model = load_from_args(args)
+    objective = build_objective(args, model)
+    opts = dict(
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        steps=args.steps,
+        lr=args.lr,
+        jitter=args.jitter,
+        tile=args.tile,
+        lap_levels=args.lap_levels,
+    )
+    recipe = {
+        "command": "dream",
+        "image": os.path.abspath(args.image),
+        "model": model.name,
+        "weights": model.weights,
+        **opts,
+        "lr_units": "0-255 grey levels per step, gradient normalized to unit mean |g|",
+        "guide": os.path.abspath(args.guide) if args.guide else None,
+        "guide_mode": args.guide_mode if args.guide else None,
+        "seed": args.seed,
+        "versions": io.versions(),
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if not args.frames:
+            bars: list = []
+
+            def progress(step, total, value):
+                if not bars:  # opened on the first step, after every check has passed
+                    bars.append(tqdm(total=total, desc="dream", unit="step", leave=False))
+                bars[0].n = step
+                bars[0].set_postfix(objective=f"{value:.3g}", refresh=False)
+                bars[0].refresh()
+
+            try:
+                res = dream(
+                    model,
+                    image,
+                    objective,
+                    guide=guide,
+                    guide_mode=args.guide_mode,
+                    seed=args.seed,
+                    device=model.device,
+                    callback=progress,
+                    **opts,
+                )
+            finally:
+                for bar in bars:
+                    bar.close()
+            _report(caught)
+            recipe.update(objective=res.objective, octaves_used=res.octaves)
+            if res.interrupted:
+                recipe["interrupted"] = True
+            emit(io.save_image(out, res.image, recipe))
+            return 130 if res.interrupted else 0
+        frames = []
+        zoom = 1.05 if args.zoom is None else args.zoom
+        rotate = 0.0 if args.rotate is None else args.rotate
+        gen = dream_frames(
+            model,
+            image,
+            args.frames,
+            objective,
+            zoom=zoom,
+            rotate=rotate,
+            guide=guide,
+            guide_mode=args.guide_mode,
+            seed=args.seed,
+            device=model.device,
+            **opts,
+        )
+        recipe.update(frames=args.frames, zoom=zoom, rotate=rotate)
+        interrupted = False
+        for i, res in enumerate(tqdm(gen, total=args.frames, desc="frames", unit="frame")):
+            _report(caught)
+            recipe.update(objective=res.objective, octaves_used=res.octaves, frame=i)
+            path = Path(f"{frame_stem}_{i:04d}.png")
+            emit(io.save_png(path, res.image, recipe))
+            frames.append(res.image)
+            interrupted = res.interrupted
+        recipe.pop("frame", None)
+        emit(io.save_animation(out, frames, fps=args.fps))
+        return 130 if interrupted else 0
+
+
+def _report(caught: list) -> None:
+    """Print collected warnings as one line each."""
+    import sys
+
+    for w in caught:
+        print(f"dreamviz: warning: {w.message}", file=sys.stderr)
+    caught.clear()
+
+
+__all__ = ["add_parser", "build_objective", "parse_layer_weights", "run"]

@@ -1,0 +1,558 @@
+"""Deep dream: amplify what a layer sees in a photo, octave by octave, for any image size.
+
+``dream(model, image)`` runs the classic recipe (google/deepdream):
+
+* the photo is shrunk into ``octaves`` levels, each ``octave_scale`` times smaller (torch's
+  antialiased bilinear resize); the smallest is dreamed first, then the detail the dream added
+  (dreamed - base) is upsampled and added to the next level's base, up to the full size;
+* each octave is ONE call of :func:`dreamviz.render.render` (the one optimization loop) on raw
+  pixels kept in [0, 1] (``valid="clamp"``), with a random roll of up to ``jitter`` px per
+  step, plain SGD and the gradient normalized by its mean absolute value;
+* images larger than ``tile`` are processed as equal tiles whose gradients are accumulated; the
+  roll moves the content under the tiles every step, so no seam stays in one place.
+
+**Step-size units.** ``lr`` is in the classic 0-255 pixel units: after normalization the mean
+absolute change per step is ``lr / 255`` in our [0, 1] pixel units (``lr=1.5`` is DeepDream's
+default: a mean change of 1.5 grey levels per step).
+
+**Objectives.** ``None`` picks a per-model default layer (:data:`DEFAULT_LAYERS`); a layer name
+dreams that layer (mean of squares, ``objectives.layer``); ``"LAYER:CHANNEL"`` a unit; a class
+name or index its logit; ``{"blocks.6": 1, "blocks.10": 0.5}`` a weighted sum of layers; any
+:class:`~dreamviz.objectives.Objective` as it is.
+
+**Guided dream** (``guide=IMAGE``): Google's guide objective. Each position i of the dreamed
+layer is pushed toward the guide feature g_j* that matches it best: the objective is the mean
+over positions of ``<x_i, g_j*>`` (x: the image's features, g: the guide's, same layer), whose
+gradient at i is exactly g_j*, as in the notebook. We pick j* by cosine similarity
+(``guide_mode="match"``); Google's raw dot product (``"dot"``) favours the guide's largest
+features whatever their direction, and on EfficientNet-Lite0 it moved the features AWAY from
+the guide's. ``"mean"`` uses the simpler dot product with the guide's mean feature
+(``objectives.direction``). The guide's features are computed once, with its longer side
+scaled down to at most twice the model's input size.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import objectives as obj_mod
+from . import transforms as tf_mod
+from .errors import UsageError
+from .hooks import LOGITS, Capture, check_layer, probe
+from .io import pil_to_tensor, read_image
+from .models import as_vision_model
+from .objectives import Objective
+from .param import image_param
+from .render import render, tile_boxes
+
+#: A layer per model that gives the classic look (mean of squares of its output).
+DEFAULT_LAYERS: dict[str, str] = {
+    "efficientnet_lite0": "blocks.10",
+    "googlenet": "inception4c",
+    "vgg16": "features.22",  # relu4_3
+    "vgg19": "features.26",  # relu4_4
+    "resnet50": "layer3",
+    "resnet18": "layer3",
+    "inception_v3": "Mixed_6b",
+}
+
+MIN_SIDE = 32  # no octave is dreamed below this many pixels on its shorter side
+MIN_TILE = 64
+PIXEL_UNITS = 255.0  # lr is given in 0-255 grey levels
+_OCTAVE_SEED = 1_000_003  # octave k of seed s uses render seed s * _OCTAVE_SEED + k
+
+
+@dataclass
+class DreamResult:
+    """The dreamed image (3 x H x W in [0, 1], CPU) and what happened on the way."""
+
+    image: torch.Tensor
+    history: list[torch.Tensor] = field(default_factory=list)  # per octave: objective per step
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (H, W) of each octave
+    octaves: int = 0  # octaves dreamed (may be fewer than asked for small images)
+    objective: str = ""
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+# ------------------------------------------------------------------------- objectives
+
+
+def default_layer(model) -> str:
+    """The default dream layer: from :data:`DEFAULT_LAYERS`, else the last top-level-most layer
+    whose output still has 1/16 of the input resolution (stride 16), like inception4c."""
+    model = as_vision_model(model)
+    if model.name in DEFAULT_LAYERS:
+        return DEFAULT_LAYERS[model.name]
+    table = probe(model)
+    h = model.input_size[0]
+    cands = [
+        info.name
+        for info in table.values()
+        if info.calls == 1 and info.shape and len(info.shape) == 3 and info.shape[1] >= h / 16
+    ]
+    if not cands:
+        raise UsageError(
+            f"no default dream layer for {model.name}; pass a layer, e.g. --layer NAME "
+            f"(see `dreamviz layers {model.name}`)"
+        )
+    depth = min(c.count(".") for c in cands)
+    return [c for c in cands if c.count(".") == depth][-1]
+
+
+def _guide_features(model, guide, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The guide image's activations at ``layers`` (C x H x W each), computed once."""
+    image = as_image(guide)
+    limit = 2 * max(model.input_size)
+    h, w = image.shape[-2:]
+    if max(h, w) > limit:
+        s = limit / max(h, w)
+        image = _resize(image, (max(1, round(h * s)), max(1, round(w * s))))
+    _check_workable(model, list(layers), [tuple(image.shape[-2:])], what="the guide image")
+    with Capture(model, layers) as cap, torch.no_grad():
+        acts = cap(image.unsqueeze(0).to(model.device))
+    return {k: v[0].detach().float() for k, v in acts.items()}
+
+
+def guide_objective(layer: str, features: torch.Tensor, mode: str = "match") -> Objective:
+    """Guided-dream objective at ``layer`` given the guide's features there (C x H x W).
+
+    ``"match"``: for each position, the guide feature closest in direction (cosine); the
+    value is the mean over positions of the dot product with it, so the gradient at each
+    position is that guide feature (Google's objective_guide, with cosine matching).
+    ``"dot"``: Google's exact rule, matching by raw dot product (it favours the guide's largest
+    features whatever their direction). ``"mean"``: dot product with the guide's mean feature.
+    """
+    feats = features.flatten(1) if features.dim() > 1 else features.view(-1, 1)  # C x Q
+    if mode == "mean":
+        o = obj_mod.direction(layer, feats.mean(1))
+        o.name = f"guide({layer}, mean)"
+        return o
+    if mode not in ("match", "dot"):
+        raise UsageError(f"unknown guide mode {mode!r}; use match, dot or mean")
+    keys = F.normalize(feats, dim=0) if mode == "match" else feats
+
+    def fn(acts):
+        a = acts[layer]
+        x = a.flatten(2) if a.dim() > 2 else a.unsqueeze(-1)  # N x C x P
+        g = feats.to(x.device, x.dtype)
+        with torch.no_grad():
+            q = F.normalize(x, dim=1) if mode == "match" else x
+            best = torch.einsum("ncp,cq->npq", q, keys.to(x.device, x.dtype)).argmax(-1)
+        target = g[:, best].permute(1, 0, 2)  # N x C x P: the matched guide feature
+        return (x * target).sum(1).mean(-1)
+
+    def binder(model):
+        info = check_layer(model, layer)
+        if info.shape and info.shape[0] != feats.shape[0]:
+            raise UsageError(
+                f"the guide has {feats.shape[0]} channels at {layer}, not {info.shape[0]}"
+            )
+        return o
+
+    o = Objective(fn, f"guide({layer}{'' if mode == 'match' else ', ' + mode})", [layer], binder)
+    return o
+
+
+def _layer_weights(spec) -> dict[str, float] | None:
+    """A layer name, a list of names, or {name: weight} -> {name: weight}; None otherwise."""
+    if isinstance(spec, str):
+        return {spec: 1.0}
+    if isinstance(spec, Mapping):
+        return {str(k): float(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)) and all(isinstance(s, str) for s in spec):
+        return {s: 1.0 for s in spec}
+    return None
+
+
+def make_objective(model, objective=None, guide=None, guide_mode: str = "match") -> Objective:
+    """Build and bind the dream objective (see the module docstring for what ``objective``
+    may be); with ``guide``, the guide objective at each of the objective's layers."""
+    model = as_vision_model(model)
+    if objective is None:
+        objective = default_layer(model)
+    if guide is not None:
+        weights = _layer_weights(objective)
+        if weights is None or any(":" in k for k in weights):
+            raise UsageError(
+                "a guided dream works on layers; give the objective as layer names "
+                "(e.g. --layer blocks.8), not units, classes or an Objective"
+            )
+        for name in weights:
+            check_layer(model, name)
+        feats = _guide_features(model, guide, list(weights))
+        terms = [_weighted(guide_objective(k, feats[k], guide_mode), w) for k, w in weights.items()]
+        return sum(terms).bind(model)
+    if isinstance(objective, Objective):
+        return objective.bind(model)
+    if isinstance(objective, int):
+        return obj_mod.class_logit(objective).bind(model)
+    weights = _layer_weights(objective)
+    if weights is None:
+        raise UsageError(
+            f"objective must be a layer, unit, class, dict or Objective: {objective!r}"
+        )
+    terms = [_weighted(_parse(name, model), w) for name, w in weights.items()]
+    return sum(terms).bind(model)
+
+
+def _weighted(term: Objective, weight: float) -> Objective:
+    return term if weight == 1.0 else weight * term
+
+
+def _parse(name: str, model) -> Objective:
+    """objectives.parse, but a dotted or numbered name that is neither a layer nor a class is
+    reported as an unknown layer (with suggestions), not as an unknown class."""
+    text = name.strip()
+    looks_like_layer = "." in text or (text[-1:].isdigit() and not text.isdigit())
+    try:
+        return obj_mod.parse(text, model).bind(model)
+    except UsageError:
+        if ":" in text or not looks_like_layer:
+            raise
+        check_layer(model, text)  # raises "unknown layer ... did you mean"
+        raise
+
+
+# ------------------------------------------------------------------------- images
+
+
+def as_image(image) -> torch.Tensor:
+    """A path, PIL image or tensor (3 x H x W or 1 x 3 x H x W in [0, 1]) -> 3 x H x W float."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() == 2:
+            t = t.unsqueeze(0)
+        if t.dim() != 3 or t.shape[0] not in (1, 3):
+            raise UsageError(
+                f"image must be 3 x H x W (or 1 x 3 x H x W), got {tuple(image.shape)}"
+            )
+        if not t.is_floating_point():
+            t = t.float() / (65535.0 if t.dtype == torch.int32 else 255.0)
+        return t.float().cpu().expand(3, -1, -1).clamp(0, 1).contiguous()
+    raise UsageError(f"image must be a path, a PIL image or a tensor, not {type(image).__name__}")
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of 3 x H x W or N x 3 x H x W to (H, W)."""
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    if tuple(x.shape[-2:]) == tuple(size):
+        out = x
+    else:
+        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out if image.dim() == 4 else out[0]
+
+
+def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+    """Sizes of the octaves, smallest first, the last being (h, w)."""
+    return [
+        (max(1, round(h / scale**k)), max(1, round(w / scale**k))) for k in reversed(range(octaves))
+    ]
+
+
+def zoom_image(image: torch.Tensor, zoom: float = 1.05, rotate: float = 0.0) -> torch.Tensor:
+    """Zoom into the centre by ``zoom`` and rotate by ``rotate`` degrees, keeping the size: one
+    bilinear resampling (edges reflected where a rotation uncovers them)."""
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    n, _, h, w = x.shape
+    out = tf_mod.affine(
+        x, [zoom] * n, [rotate] * n, [(0.0, 0.0)] * n, (h, w), padding_mode="reflection"
+    ).clamp(0, 1)
+    return out if image.dim() == 4 else out[0]
+
+
+# ------------------------------------------------------------------------- gradient norms
+
+
+def lap_normalizer(levels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Laplacian-pyramid gradient normalization (the TensorFlow DeepDream tutorial's
+    lap_normalize): split each image's gradient into ``levels`` frequency bands, scale each band
+    to unit standard deviation, merge; then scale to unit mean |g| so ``lr`` keeps its meaning.
+    Low frequencies get as much weight as high ones, which gives smoother dreams."""
+    if levels < 1:
+        raise UsageError(f"lap_levels must be >= 1, got {levels}")
+
+    def std(t):
+        return t.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-10).view(-1, 1, 1, 1)
+
+    def normalize(g: torch.Tensor) -> torch.Tensor:
+        highs, cur = [], g
+        for _ in range(levels - 1):
+            h, w = cur.shape[-2:]
+            if min(h, w) < 4:
+                break
+            low = F.interpolate(cur, size=(-(-h // 2), -(-w // 2)), mode="bilinear", antialias=True)
+            highs.append(cur - F.interpolate(low, size=(h, w), mode="bilinear"))
+            cur = low
+        out = cur / std(cur)
+        for hi in reversed(highs):
+            out = F.interpolate(out, size=hi.shape[-2:], mode="bilinear") + hi / std(hi)
+        return out / out.flatten(1).abs().mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+    return normalize
+
+
+# ------------------------------------------------------------------------- size checks
+
+
+def _fed_shapes(sizes: Sequence[tuple[int, int]], tile: int | None) -> list[tuple[int, int]]:
+    """The input shapes the model will see: each octave, or its tiles when it is tiled."""
+    shapes = set()
+    for h, w in sizes:
+        if tile is None or (h <= tile and w <= tile):
+            shapes.add((h, w))
+        else:
+            shapes.update((y1 - y0, x1 - x0) for y0, y1, x0, x1 in tile_boxes(h, w, tile))
+    return sorted(shapes)
+
+
+def _workable(model, layers: list[str], shape: tuple[int, int]) -> str | None:
+    """None if the model can dream ``layers`` at ``shape``; else why not."""
+    if min(shape) < MIN_SIDE:
+        return f"{shape[1]}x{shape[0]} px is below the {MIN_SIDE} px minimum"
+    if min(shape) >= min(model.input_size):
+        return None  # the model's own input size always works
+    hooked = [name for name in layers if name != LOGITS]
+    try:
+        with Capture(model, layers) as cap, torch.no_grad():
+            acts = cap(torch.full((1, 3, *shape), 0.5, device=model.device))
+    except Exception as e:  # noqa: BLE001 - any failure inside the model means "too small"
+        return f"the model fails at {shape[1]}x{shape[0]} px ({type(e).__name__})"
+    for name in hooked:
+        a = acts[name]
+        if a.dim() == 4 and min(a.shape[-2:]) < 1:
+            return f"{name} has no pixels left at {shape[1]}x{shape[0]} px"
+    return None
+
+
+def _check_workable(model, layers, shapes, what: str) -> None:
+    for shape in shapes:
+        why = _workable(model, layers, shape)
+        if why:
+            raise UsageError(
+                f"{what} is too small for {as_vision_model(model).name}: {why}; give a larger image"
+            )
+
+
+def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile):
+    """Octave sizes (smallest first), with fewer octaves (and a warning) if the deepest would
+    be too small for the model; a UsageError if even the full-size image is."""
+    asked = octaves
+    while True:
+        sizes = octave_sizes(h, w, octaves, scale)
+        shapes = _fed_shapes(sizes, tile)
+        if octaves == 1:
+            _check_workable(model, layers, _fed_shapes(sizes, tile), f"the {w}x{h} image")
+            break
+        if all(_workable(model, layers, s) is None for s in shapes):
+            break
+        octaves -= 1
+    if octaves < asked:
+        warnings.warn(
+            f"the {w}x{h} image is too small for {asked} octaves at scale {scale:g}; "
+            f"using {octaves} (give a larger image or a smaller --octave-scale)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return sizes
+
+
+# ------------------------------------------------------------------------- the dream
+
+
+def _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels):
+    if octaves < 1:
+        raise UsageError(f"octaves must be >= 1, got {octaves}")
+    if not octave_scale >= 1.0:
+        raise UsageError(f"octave_scale must be >= 1, got {octave_scale}")
+    if steps < 0:
+        raise UsageError(f"steps must be >= 0, got {steps}")
+    if not lr > 0:
+        raise UsageError(f"lr must be > 0, got {lr}")
+    if jitter < 0:
+        raise UsageError(f"jitter must be >= 0, got {jitter}")
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(f"tile must be >= {MIN_TILE} px (or None for no tiling), got {tile}")
+    if lap_levels is not None and lap_levels < 1:
+        raise UsageError(f"lap_levels must be >= 1, got {lap_levels}")
+
+
+def _dream_bound(
+    model,
+    image: torch.Tensor,
+    objective: Objective,
+    *,
+    octaves: int,
+    octave_scale: float,
+    steps: int,
+    lr: float,
+    jitter: int,
+    tile: int | None,
+    lap_levels: int | None,
+    seed: int,
+    device,
+    callback,
+) -> DreamResult:
+    start = time.perf_counter()
+    h, w = image.shape[-2:]
+    sizes = plan_octaves(model, list(objective.layers), h, w, octaves, octave_scale, tile)
+    grad_norm = lap_normalizer(lap_levels) if lap_levels else "mean_abs"
+    bases = [_resize(image, s) for s in sizes]
+    total = len(sizes) * steps
+    result = DreamResult(image=image, sizes=list(sizes), objective=str(objective))
+    detail = torch.zeros_like(bases[0])
+    dreamed = bases[0]
+    for k, base in enumerate(bases):
+        detail = _resize(detail, tuple(base.shape[-2:]))
+        done = k * steps
+
+        def step_cb(step, _steps, values, done=done):
+            if callback is not None:
+                callback(done + step, total, float(values[0]))
+
+        out = render(
+            model,
+            objective,
+            param=image_param(
+                "pixel", init=(base + detail).clamp(0, 1), decorrelate=False, valid="clamp"
+            ),
+            transforms=[tf_mod.Roll(jitter)],
+            settle=0.0,
+            optimizer="sgd",
+            lr=lr / PIXEL_UNITS,
+            steps=steps,
+            grad_norm=grad_norm,
+            seed=seed * _OCTAVE_SEED + k,
+            device=device,
+            tile=tile,
+            callback=step_cb,
+        )
+        dreamed = out.images[0]
+        detail = dreamed - base
+        result.history.append(out.history[:, 0])
+        result.octaves = k + 1
+        if out.interrupted:  # keep what was dreamed: its detail over the full-size photo
+            result.interrupted = True
+            dreamed = (image + _resize(detail, (h, w))).clamp(0, 1)
+            break
+    result.image = dreamed
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def dream(
+    model,
+    image,
+    objective=None,
+    *,
+    octaves: int = 4,
+    octave_scale: float = 1.4,
+    steps: int = 10,
+    lr: float = 1.5,
+    jitter: int = 32,
+    tile: int | None = 512,
+    lap_levels: int | None = None,
+    guide=None,
+    guide_mode: str = "match",
+    seed: int = 0,
+    device=None,
+    callback: Callable[[int, int, float], None] | None = None,
+) -> DreamResult:
+    """Deep-dream ``image`` (a path, PIL image or 3 x H x W tensor in [0, 1]).
+
+    Returns a :class:`DreamResult` whose ``image`` has the input's size (3 x H x W, CPU).
+    ``lr`` is in 0-255 pixel units (see the module docstring); ``tile=None`` never tiles;
+    ``callback(step, total_steps, value)`` is called after every step of every octave.
+    The same seed gives the same image (bit for bit on the CPU).
+    """
+    _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels)
+    model = as_vision_model(model)
+    img = as_image(image)
+    bound = make_objective(model, objective, guide, guide_mode)
+    return _dream_bound(
+        model,
+        img,
+        bound,
+        octaves=octaves,
+        octave_scale=octave_scale,
+        steps=steps,
+        lr=lr,
+        jitter=jitter,
+        tile=tile,
+        lap_levels=lap_levels,
+        seed=seed,
+        device=device,
+        callback=callback,
+    )
+
+
+def dream_frames(
+    model,
+    image,
+    frames: int,
+    objective=None,
+    *,
+    zoom: float = 1.05,
+    rotate: float = 0.0,
+    guide=None,
+    guide_mode: str = "match",
+    seed: int = 0,
+    **kwargs,
+) -> Iterator[DreamResult]:
+    """A zoom animation: frame 0 is the dream of ``image``; frame i is the dream of frame
+    i - 1 zoomed by ``zoom`` (and rotated by ``rotate`` degrees). Yields each frame's
+    :class:`DreamResult` as soon as it is ready; ``kwargs`` are :func:`dream`'s options."""
+    if frames < 1:
+        raise UsageError(f"frames must be >= 1, got {frames}")
+    if not zoom > 0:
+        raise UsageError(f"zoom must be > 0, got {zoom}")
+    opts = dict(octaves=4, octave_scale=1.4, steps=10, lr=1.5, jitter=32, tile=512)
+    opts.update(lap_levels=None, device=None, callback=None)
+    unknown = set(kwargs) - set(opts)
+    if unknown:
+        raise TypeError(f"unknown options: {', '.join(sorted(unknown))}")
+    opts.update(kwargs)
+    _check_args(
+        *(opts[k] for k in ("octaves", "octave_scale", "steps", "lr", "jitter")),
+        opts["tile"],
+        opts["lap_levels"],
+    )
+    model = as_vision_model(model)
+    current = as_image(image)
+    bound = make_objective(model, objective, guide, guide_mode)
+    for i in range(frames):
+        if i:
+            current = zoom_image(current, zoom, rotate)
+        res = _dream_bound(model, current, bound, seed=seed + i * 7919, **opts)
+        current = res.image
+        yield res
+        if res.interrupted:
+            return
+
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "DreamResult",
+    "default_layer",
+    "dream",
+    "dream_frames",
+    "guide_objective",
+    "lap_normalizer",
+    "make_objective",
+    "octave_sizes",
+    "zoom_image",
+]
