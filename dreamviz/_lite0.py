@@ -46,18 +46,23 @@ class SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride, 0, dilation, groups, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s, d in zip(
-            reversed(x.shape[-2:]),
-            reversed(self.kernel_size),
-            reversed(self.stride),
-            reversed(self.dilation),
-        ):
-            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return super().forward(x)
+        (top, bottom), (left, right) = (
+            _same_pad(size, k, s, d)
+            for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation)
+        )
+        if top != bottom or left != right:  # stride 2: the extra pixel goes bottom/right
+            x = F.pad(x, [left, right, top, bottom])
+            top = left = 0
+        # symmetric padding is done by the convolution itself, without copying the input
+        return F.conv2d(
+            x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups
+        )
+
+
+def _same_pad(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding of one dimension: (before, after), the extra pixel after."""
+    total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 _ConvBN = partial(
