@@ -432,6 +432,15 @@ def _is_done(plan: _Plan) -> bool:
         return False
 
 
+def _remove_stale_temps(out: Path, plans: list[_Plan]) -> None:
+    """Delete temporary files a killed run left behind (SIGKILL skips their clean-up)."""
+    for folder in {out} | {p.png.parent for p in plans}:
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
 def _chunks(items: list, n: int) -> list[list]:
     return [items[i : i + n] for i in range(0, len(items), n)]
 
@@ -517,8 +526,8 @@ def build(
     for layer in {u.layer for u in units} - {LOGITS}:
         check_unit(model, layer, None)
     size2 = _size2(size)
-    if min(size2) < 8:
-        raise UsageError(f"size {size} is too small; use 8 px or more")
+    if min(size2) < 16:
+        raise UsageError(f"size {size} is too small; use 16 px or more")
     weights_default = model.name not in BUNDLED and _is_default_weights(model)
     settings = {
         "model": model.name,
@@ -544,10 +553,13 @@ def build(
         rel, png, rec = unit_paths(out, u)
         plans.append(_Plan(u, s, unit_key(settings, u, s), rel, png, rec))
     pending = [p for p in plans if not _is_done(p)]
+    if rank == 0:
+        _remove_stale_temps(out, plans)
     _barrier()  # every rank has listed the same pending units before any writes
     mine = _chunks(pending, batch)[rank::world]
+    todo = {p.key for p in pending}
     result = GalleryResult(
-        out, None, None, skipped=[p.unit.name for p in plans if p not in pending]
+        out, None, None, skipped=[p.unit.name for p in plans if p.key not in todo]
     )
 
     n_mine = sum(len(b) for b in mine)

@@ -165,12 +165,13 @@ def test_interrupted_run_resumes_where_it_stopped(lite0, tmp_path, monkeypatch):
         gallery.build(lite0, "blocks.3", "0-5", batch=2, out=out, **FAST)
     assert not (out / "blocks.3/0002.png").exists() and _tmp_files(out) == []
 
+    (out / "blocks.3/.0002.png.x1y2.tmp").write_bytes(b"half a png")  # left by a SIGKILL
     count = _Counting(monkeypatch)
     count.real = real
     result = gallery.build(lite0, "blocks.3", "0-5", batch=2, out=out, **FAST)
     assert result.rendered == [f"blocks.3:{c}" for c in range(2, 6)] and count.units == 4
     assert json.loads((out / "manifest.json").read_text())["complete"] is True
-    assert len(_records(out)) == 6
+    assert len(_records(out)) == 6 and _tmp_files(out) == []
 
 
 def test_batched_units_match_single_renders(lite0, tmp_path):
