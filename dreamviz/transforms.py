@@ -144,6 +144,11 @@ class RandomAffine(Transform):
 
     Each image draws a scale from ``scales``, an angle (degrees) from ``angles`` and a shift of
     up to ``jitter`` pixels; the output is ``crop`` pixels smaller in each dimension.
+
+    ``pad`` first pads every side by that many pixels of the constant ``fill`` (by reflection
+    if ``fill`` is None). A constant pad is fused into the resampling too: it samples
+    ``images - fill`` with zeros outside and adds ``fill`` back, which equals padding with
+    ``fill`` and sampling with border padding, without building the padded copy.
     """
 
     def __init__(
@@ -152,9 +157,12 @@ class RandomAffine(Transform):
         angles: Sequence[float] = (0.0,),
         jitter: int = 0,
         crop: int = 0,
+        pad: int = 0,
+        fill: float | None = 0.5,
     ):
         self.scales, self.angles = list(scales), list(angles)
         self.jitter, self.crop = jitter, crop
+        self.pad, self.fill = pad, fill
 
     def __call__(self, images, gens):
         h, w = images.shape[-2:]
@@ -162,7 +170,11 @@ class RandomAffine(Transform):
         scales = [_choice(g, self.scales) for g in gens]
         angles = [_choice(g, self.angles) for g in gens]
         shifts = [(_randint(g, -j, j) / 2.0, _randint(g, -j, j) / 2.0) for g in gens]
-        return affine(images, scales, angles, shifts, (h - self.crop, w - self.crop))
+        out = (h + 2 * self.pad - self.crop, w + 2 * self.pad - self.crop)
+        if self.pad > 0 and self.fill is not None:
+            moved = affine(images - self.fill, scales, angles, shifts, out, padding_mode="zeros")
+            return moved + self.fill
+        return affine(pad(images, self.pad, self.fill), scales, angles, shifts, out)
 
 
 class Compose(Transform):
@@ -182,10 +194,11 @@ def standard() -> Compose:
     """Lucid's standard set: pad 12 (value 0.5), jitter 8, scale 0.9..1.1 (11 values), rotate
     -10..10 degrees, jitter 4; jitters, scale and rotate fused into one resampling.
 
-    Two jitters of 8 and 4 crop 12 pixels and shift by up to 12 in total, as Lucid's do."""
+    Two jitters of 8 and 4 crop 12 pixels and shift by up to 12 in total, as Lucid's do; the
+    pad is fused into the same resampling (see :class:`RandomAffine`)."""
     scales = [1 + (i - 5) / 50 for i in range(11)]
     angles = list(range(-10, 11))
-    return Compose([Pad(12, 0.5), RandomAffine(scales, angles, jitter=12, crop=12)])
+    return Compose([RandomAffine(scales, angles, jitter=12, crop=12, pad=12, fill=0.5)])
 
 
 def none() -> Compose:

@@ -99,3 +99,14 @@ def test_get_presets_and_errors():
     assert T.get([T.Pad(2)])(_images(1, 4, 4), _gens(0)).shape == (1, 3, 8, 8)
     with pytest.raises(UsageError, match="standard"):
         T.get("fancy")
+
+
+@pytest.mark.parametrize("h, w", [(40, 56), (31, 45)])
+def test_fused_pad_equals_pad_then_resample(h, w):
+    x = _images(3, h, w)
+    kw = dict(scales=[0.9, 1.0, 1.1], angles=[-10, 0, 7], jitter=12, crop=12)
+    fused = T.RandomAffine(**kw, pad=12, fill=0.5)(x, _gens(4, 5, 6))
+    two = T.Compose([T.Pad(12, 0.5), T.RandomAffine(**kw)])(x, _gens(4, 5, 6))
+    torch.testing.assert_close(fused, two, rtol=0, atol=1e-5)
+    reflect = T.RandomAffine(**kw, pad=3, fill=None)(x, _gens(4, 5, 6))
+    assert reflect.shape == (3, 3, h - 6, w - 6)
