@@ -261,6 +261,8 @@ def build_architecture(name: str, device: str | torch.device = "cpu") -> nn.Modu
         kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
         if name == "inception_v3":
             kwargs = {"aux_logits": False, "init_weights": False}
+        if name.startswith("vit_"):  # position embeddings fix the input size: match ours
+            kwargs = {"image_size": _crop_size(_default_weights(name))}
         return torchvision.models.get_model(name, weights=None, **kwargs)
 
 
@@ -418,13 +420,13 @@ def load_model(
             label = str(weights)
     else:
         enum = torchvision.models.get_model_weights(name)
-        default = enum.DEFAULT
-        tf = default.transforms()
-        mean, std, size = tuple(tf.mean), tuple(tf.std), _crop_size(default)
-        if default.meta.get("categories") is not None:
-            classes = list(default.meta["categories"])
+        # a named member (e.g. IMAGENET1K_SWAG_E2E_V1) brings its own size and normalization
+        member = enum[weights] if weights in enum.__members__ else enum.DEFAULT
+        tf = member.transforms()
+        mean, std, size = tuple(tf.mean), tuple(tf.std), _crop_size(member)
+        if member.meta.get("categories") is not None:
+            classes = list(member.meta["categories"])
         if weights is None or weights in enum.__members__:
-            member = default if weights is None else enum[weights]
             net = _pretrained(name, member)
             label = member.name
         elif weights == RANDOM:

@@ -68,6 +68,13 @@ def _layers(capsys, *args):
             },
         ),
         (
+            "vit_h_14",  # default weights are 518 px: the architecture must be built for that
+            {
+                "conv_proj": ("Conv2d", "1280x37x37"),
+                "encoder.layers.encoder_layer_31": ("EncoderBlock", "1370x1280"),
+            },
+        ),
+        (
             "vgg16",
             {
                 "features.0": ("Conv2d", "64x224x224"),

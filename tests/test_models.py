@@ -102,6 +102,20 @@ def test_list_models_reports_availability(tmp_path, monkeypatch):
     assert {i.name: i for i in list_models()}["resnet18"].weights == "cached"
 
 
+def test_named_torchvision_weights_bring_their_own_size(monkeypatch):
+    built = []
+
+    def fake_pretrained(name, member):  # stands in for the download
+        built.append(member.name)
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr("dreamviz.models._pretrained", fake_pretrained)
+    model = dreamviz.load_model("vit_b_16", weights="IMAGENET1K_SWAG_E2E_V1", device="cpu")
+    assert built == ["IMAGENET1K_SWAG_E2E_V1"] and model.weights == "IMAGENET1K_SWAG_E2E_V1"
+    assert model.input_size == (384, 384)
+    assert dreamviz.load_model("vit_b_16", device="cpu").input_size == (224, 224)
+
+
 def test_unknown_model_suggests_names():
     with pytest.raises(UsageError, match=r"resnet50.*dreamviz models"):
         dreamviz.load_model("resnet5O", device="cpu")
