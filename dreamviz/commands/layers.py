@@ -23,7 +23,11 @@ def run(args) -> int:
     from ..models import architecture
 
     try:
-        table = probe(architecture(args.model, device="meta"))
+        model = architecture(args.model, device="meta")
+    except NotImplementedError:  # a builder that computes with tensors (regnet): build on the
+        model = architecture(args.model, device="cpu").to("meta")  # CPU, probe on meta
+    try:
+        table = probe(model)
     except NotImplementedError:  # an op with no meta kernel: compute on the CPU instead
         table = probe(architecture(args.model, device="cpu"))
     rows = []
