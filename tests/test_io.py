@@ -165,6 +165,17 @@ def test_animation(tmp_path, suffix):
         save_animation(tmp_path / "anim.png", frames)
 
 
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = save_png(tmp_path / "p.png", torch.rand(3, 4, 4))
+    finally:
+        os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.png"
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
