@@ -221,3 +221,14 @@ def test_image_inputs(lite0):
         as_image(torch.rand(2, 3, 4, 4))
     with pytest.raises(UsageError, match="does not exist"):
         dream(lite0, "no/such/file.jpg")
+
+
+def test_ctrl_c_keeps_the_work_done(lite0, photo):
+    def stop(step, total, value):
+        if step == 3:  # first octave of two, mid-way
+            raise KeyboardInterrupt
+
+    res = dream(lite0, photo, octaves=2, steps=4, tile=None, callback=stop)
+    assert res.interrupted and res.octaves == 1
+    assert res.image.shape == photo.shape  # the small octave's detail over the full photo
+    assert 0 < (res.image - photo).abs().mean() < 0.05
