@@ -779,7 +779,7 @@ nav{margin-top:8px;display:flex;gap:6px;flex-wrap:wrap;align-items:center}
 nav a{color:var(--acc);text-decoration:none;border:1px solid var(--line);border-radius:12px;
 padding:1px 9px;font-size:12.5px}
 nav label{margin-left:auto;color:var(--mut);font-size:12.5px}
-section{padding:12px 24px 20px}
+section{padding:4px 24px 10px}
 h2{font-size:15px;margin:8px 0 10px;font-family:ui-monospace,Menlo,Consolas,monospace}
 h2 small{color:var(--mut);font-weight:400;font-family:system-ui,sans-serif}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(var(--tile),1fr));gap:8px}
@@ -870,7 +870,9 @@ async function selftest(){
   pre.textContent=JSON.stringify(r);document.body.append(pre);
   document.title='selftest:'+(r.ok?'ok':'fail');
 }
-const m=location.hash.match(/^#view=(\d+)$/);
+const tz=location.hash.match(/tile=(\d+)/);
+if(tz){document.documentElement.style.setProperty('--tile',tz[1]+'px');if(zoom)zoom.value=tz[1];}
+const m=location.hash.match(/view=(\d+)/);
 if(location.hash==='#selftest')selftest();else if(m)show(+m[1]);
 })();
 """
