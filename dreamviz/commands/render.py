@@ -157,7 +157,7 @@ def add_parser(sub) -> None:
         "--amp",
         action="store_const",
         const=True,
-        help="bf16 autocast and channels_last on CUDA (ignored elsewhere)",
+        help="bf16 autocast on CUDA (ignored elsewhere)",
     )
     d.add_argument(
         "--thresholds",
