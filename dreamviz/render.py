@@ -47,16 +47,31 @@ class RenderResult:
         return self.history[-1] if len(self.history) else torch.zeros(self.images.shape[0])
 
 
-def tile_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """Split h x w into equal tiles of at most ``tile`` px: (y0, y1, x0, x1) boxes.
+TILE_ALIGN = 32  # the total stride of typical classifiers: tiles start on their grid
 
-    Equal sizes (ceil(h / n) rows each) avoid thin remainder tiles the model cannot see well.
+
+def _round_up(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def _tile_align(tile: int) -> int:
+    return TILE_ALIGN if TILE_ALIGN <= tile // 2 else 8
+
+
+def tile_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Split h x w into tiles of at most ``tile`` px: (y0, y1, x0, x1) boxes.
+
+    Sizes are near-equal (ceil(h / n), rounded up to the alignment) so no thin remainder tile
+    is left for the model, and tiles start on multiples of 32 px where the tile size allows,
+    so a strided network samples each tile on the same grid as the whole image.
     """
+    align = _tile_align(tile)
 
     def cuts(n_px: int) -> list[tuple[int, int]]:
         n = max(1, -(-n_px // tile))
-        size = -(-n_px // n)
-        return [(i * size, min(n_px, (i + 1) * size)) for i in range(n)]
+        size = min(tile, _round_up(-(-n_px // n), align))
+        starts = range(0, n_px, size)
+        return [(a, min(n_px, a + size)) for a in starts]
 
     return [(y0, y1, x0, x1) for y0, y1 in cuts(h) for x0, x1 in cuts(w)]
 
@@ -93,6 +108,7 @@ def render(
     device: str | torch.device | None = None,
     amp: bool = False,
     tile: int | None = None,
+    tile_overlap: int | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
     """Maximize ``objective`` over an image; see the module docstring.
@@ -102,6 +118,11 @@ def render(
     start and random transforms depend only on its own seed. ``device`` defaults to the
     model's. ``thresholds`` are step counts after which the images are kept in ``frames``.
     Ctrl-C stops the loop and returns what it has, with ``interrupted=True``.
+
+    ``tile``: images larger than this (after transforms) are processed in equal tiles of at
+    most ``tile`` px, each seen with ``tile_overlap`` px of context on every side (default
+    ``tile // 16`` rounded up to the 32 px grid) whose gradient is discarded; memory is
+    bounded by one tile's graph.
     """
     model = as_vision_model(model)
     dev = resolve_device(device) if device is not None else model.device
@@ -154,21 +175,31 @@ def render(
             per_image, scalar = total_penalty(regs, images)
             (-(values.sum()) + per_image.sum() + scalar).backward()
             return values.detach()
-        # tiles: gradients of each tile accumulate into a detached copy of the input, so only
-        # one tile's graph is alive at a time; then one backward through transforms and param
+        # tiles: each tile, grown by a margin of context, is its own small leaf; only the
+        # gradient of its core is kept, so only one tile's graph is alive at a time and the
+        # gradient near a core's edge still sees the pixels beyond it. Then one backward
+        # through the transforms and the parameterization.
         x = transform(images, gens)
-        x_leaf = x.detach().requires_grad_(True)
+        x_det = x.detach()
+        grad = torch.zeros_like(x_det)
         total = x.new_zeros(n)
-        area = float(x.shape[-2] * x.shape[-1])
-        for y0, y1, x0, x1 in tile_boxes(x.shape[-2], x.shape[-1], tile):
+        hh, ww = x.shape[-2:]
+        area = float(hh * ww)
+        align = _tile_align(tile)
+        margin = _round_up(max(tile // 16, 1), align) if tile_overlap is None else int(tile_overlap)
+        for y0, y1, x0, x1 in tile_boxes(hh, ww, tile):
+            ey0, ey1 = max(0, y0 - margin), min(hh, y1 + margin)
+            ex0, ex1 = max(0, x0 - margin), min(ww, x1 + margin)
+            piece = x_det[:, :, ey0:ey1, ex0:ex1].clone().requires_grad_(True)
             with _autocast(dev, amp):
-                values = objective(cap(x_leaf[:, :, y0:y1, x0:x1])).float()
+                values = objective(cap(piece)).float()
             weight = (y1 - y0) * (x1 - x0) / area
             (-(values.sum()) * weight).backward()
+            grad[:, :, y0:y1, x0:x1] += piece.grad[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
             total = total + values.detach() * weight
         per_image, scalar = total_penalty(regs, images)
         penalty = per_image.sum() + scalar
-        outputs, grads = [x], [x_leaf.grad]
+        outputs, grads = [x], [grad]
         if penalty.requires_grad:
             outputs.append(penalty)
             grads.append(None)
