@@ -21,8 +21,9 @@ from .models import VisionModel, as_vision_model, model_guard
 LOGITS = "logits"
 
 
-class _StopForward(Exception):
-    """Raised from a hook once every requested output is captured."""
+class _StopForward(BaseException):
+    """Raised from a hook once every requested output is captured. A BaseException, so a
+    model whose forward catches Exception cannot swallow the early stop."""
 
 
 @dataclass(frozen=True)
