@@ -829,7 +829,8 @@ function show(i){
   V.querySelector('.from').textContent=u.from;
   V.querySelector('.cmd').textContent=u.command;
   V.querySelector('.recipe').textContent=JSON.stringify(
-    Object.assign({unit:u.unit,seed:u.seed},D.settings),null,1);
+    Object.assign({unit:u.unit,seed:u.seed,base_seed:D.settings.seed},D.settings,
+      {seed:u.seed}),null,1);
   V.hidden=false;
 }
 function hide(){V.hidden=true;cur=-1}
