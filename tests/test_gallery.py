@@ -307,5 +307,7 @@ def test_torchrun_two_processes_equal_one(lite0, tmp_path):
         }
 
     assert strip(_records(one)) == strip(_records(two))
-    # both ranks rendered: the records were written by different processes
-    assert len(proc.stdout.split()) == 7 + 2
+    # each PNG was written (and printed) once, by one rank; rank 0 wrote the pages once
+    # (the two ranks share stdout, so lines may interleave: count names, not lines)
+    assert proc.stdout.count(".png") == 7
+    assert proc.stdout.count("index.html") == 1 and proc.stdout.count("manifest.json") == 1
