@@ -1,0 +1,972 @@
+"""Saliency maps: which pixels drive a class score, or any unit of any layer.
+
+>>> maps = saliency(model, images)                            # N x H x W, each image's top-1
+>>> maps = saliency(model, "cat.jpg", "tabby", method="integrated_gradients", steps=64)
+>>> maps = saliency(model, images, "blocks.10:5", method="smoothgrad")  # a unit, not a class
+>>> overlay(image, maps[0]).save("map.png")
+
+Every method is a short function on one shared helper, :meth:`_Run.gradients`, which runs the
+forward and backward passes in chunks of ``internal_batch_size`` rows (a row is one image, one
+noisy copy or one point on an integration path) and sums the weighted input gradients per image.
+
+Contract: images are N x 3 x H x W in [0, 1] (or a PIL image, a path, or a list of those); the
+model is a :class:`~dreamviz.models.VisionModel` or any classifier ``nn.Module``. The model is
+run in eval mode with frozen parameters and left exactly as it was: train/eval flags,
+``requires_grad`` and hooks are restored, even after an error. ``images.grad`` is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch.overrides import TorchFunctionMode
+
+from . import colormaps
+from .errors import UsageError, suggest
+from .hooks import LOGITS, Capture, check_layer, layer_names, parse_unit, probe
+from .io import pil_to_tensor, read_image
+from .models import VisionModel, as_vision_model, model_guard
+from .objectives import Objective, channel, layer
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _one_image(item) -> torch.Tensor:
+    if isinstance(item, (str, os.PathLike)):
+        return read_image(item)
+    if isinstance(item, Image.Image):
+        return pil_to_tensor(item)
+    if isinstance(item, torch.Tensor):
+        return item
+    raise UsageError(
+        f"cannot use {type(item).__name__} as an image; give a tensor, a PIL image or a path"
+    )
+
+
+def as_batch(images, model: VisionModel | None = None) -> torch.Tensor:
+    """N x 3 x H x W float tensor from a tensor, a PIL image, a path, or a list of those.
+
+    uint8 tensors are scaled to [0, 1]. With a model that normalizes (a ``VisionModel`` with a
+    mean or std), values outside [0, 1] are refused: the model normalizes them itself.
+    """
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise UsageError("no images given; pass a tensor N x 3 x H x W, a PIL image or a path")
+    tensors = [_one_image(i) for i in items]
+    if len(tensors) == 1:
+        x = tensors[0]
+    else:
+        sizes = {tuple(t.shape[-2:]) for t in tensors}
+        if len(sizes) > 1:
+            listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+            raise UsageError(
+                f"the images have different sizes ({listed}); resize them to one size "
+                "or call saliency() once per image"
+            )
+        x = torch.cat([t if t.dim() == 4 else t.unsqueeze(0) for t in tensors])
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+        raise UsageError(
+            f"images must be N x 3 x H x W (RGB), got shape {tuple(x.shape)}; "
+            "expand grayscale with images.expand(-1, 3, -1, -1) and drop alpha channels"
+        )
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    if not x.is_floating_point():
+        raise UsageError(f"images must be a float tensor in [0, 1], got {x.dtype}")
+    x = x.detach()
+    if model is not None:
+        norm = bool((model.mean != 0).any() or (model.std != 1).any())
+        lo, hi = float(x.min()), float(x.max())
+        if norm and (lo < -0.01 or hi > 1.01):
+            raise UsageError(
+                f"images must be pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; pass "
+                "unnormalized images (the model normalizes them itself), scaled by 1/255 if 0..255"
+            )
+        p = next(model.net.parameters(), None)
+        dtype = p.dtype if p is not None and p.is_floating_point() else x.dtype
+        x = x.to(model.device, dtype)
+    return x
+
+
+def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _check_logits(logits) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UsageError(
+            f"the model returned {got}, not N x classes logits; give a unit target "
+            "LAYER:CHANNEL, or wrap the model so forward returns logits"
+        )
+    return logits
+
+
+def _entry(model: VisionModel, t) -> int | Objective:
+    """One image's target: a class index (-1 = its own top-1) or a bound objective."""
+    if t is None:
+        return -1
+    if isinstance(t, Objective):
+        return t.bind(model)
+    if isinstance(t, torch.Tensor) and t.numel() == 1 and not t.is_floating_point():
+        t = int(t)
+    if isinstance(t, np.integer):
+        t = int(t)
+    if isinstance(t, str):
+        text = t.strip()
+        if ":" in text:
+            name, c = parse_unit(text)
+            return model.class_index(c) if name == LOGITS else channel(name, c).bind(model)
+        if text in layer_names(model):
+            return layer(text).bind(model)
+    if isinstance(t, (int, str)) and not isinstance(t, bool):
+        return model.class_index(t)
+    raise UsageError(
+        f"target {t!r} is not a class index, a class name, a unit LAYER:CHANNEL or an objective"
+    )
+
+
+class _Target:
+    """Per-image targets. ``values(acts, owner)`` gives one score per row, where ``owner[r]`` is
+    the image that row ``r`` belongs to. Top-1 classes are resolved on the first clean pass."""
+
+    def __init__(self, model: VisionModel, target, n: int):
+        if isinstance(target, torch.Tensor) and target.dim() == 1 and target.numel() > 1:
+            target = target.tolist()
+        if isinstance(target, (list, tuple)):
+            if len(target) != n:
+                raise UsageError(
+                    f"target has {len(target)} entries for {n} images; "
+                    "give one entry per image, or a single target for all"
+                )
+            entries = [_entry(model, t) for t in target]
+        else:
+            entries = [_entry(model, target)] * n
+        self.model = model
+        self.objectives = list({id(e): e for e in entries if isinstance(e, Objective)}.values())
+        slot = {id(o): j for j, o in enumerate(self.objectives)}
+        self.classes = torch.tensor([e if isinstance(e, int) else -2 for e in entries])
+        self.slots = torch.tensor(
+            [slot[id(e)] if isinstance(e, Objective) else -1 for e in entries]
+        )
+        layers = [LOGITS] if (self.classes != -2).any() else []
+        self.layers = layers + [name for o in self.objectives for name in o.layers]
+
+    @property
+    def unresolved(self) -> bool:
+        return bool((self.classes == -1).any())
+
+    def values(self, acts: dict, owner: torch.Tensor) -> torch.Tensor:
+        out = None
+        if LOGITS in self.layers:
+            logits = _check_logits(acts[LOGITS])
+            cls = self.classes.to(owner.device)[owner]
+            todo = cls == -1
+            if todo.any():  # each image's own top-1, recorded for the next passes
+                cls = torch.where(todo, logits.detach().argmax(1), cls)
+                self.classes[owner[todo].cpu()] = cls[todo].cpu()
+            if int(cls.max()) >= logits.shape[1]:
+                raise UsageError(
+                    f"class {int(cls.max())} is out of range; the model has {logits.shape[1]}"
+                )
+            out = logits.gather(1, cls.clamp_min(0).unsqueeze(1)).squeeze(1)
+        slots = self.slots.to(owner.device)[owner]
+        for j, obj in enumerate(self.objectives):
+            v = obj(acts)
+            out = v if out is None else torch.where(slots == j, v, out)
+        return out
+
+    def labels(self) -> list[str]:
+        names = self.model.classes
+        out = []
+        for c, s in zip(self.classes.tolist(), self.slots.tolist()):
+            if s >= 0:
+                out.append(str(self.objectives[s]))
+            elif c < 0:
+                out.append("top-1")
+            else:
+                out.append(f"{names[c]} ({c})" if names and c < len(names) else f"class {c}")
+        return out
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+class _Tap:
+    """Keep one layer's output for d(score)/d(output). The layer's consumers get a clone, so an
+    in-place op after the layer (``out += identity``, ``ReLU(inplace=True)``) cannot touch it.
+    The hook is prepended, so it runs before any :class:`Capture` hook on the same module."""
+
+    def __init__(self, model: VisionModel, name: str):
+        self.name = name
+        self.module = dict(model.net.named_modules())[name]
+        self.output: torch.Tensor | None = None
+        self._handle = None
+
+    def _hook(self, _module, _inputs, out):
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            raise UsageError(f"layer {self.name!r} does not return a N x C x H x W feature map")
+        self.output = out
+        return out.clone()
+
+    def __enter__(self) -> _Tap:
+        self._handle = self.module.register_forward_hook(self._hook, prepend=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        self.output = None
+
+
+def _clamp_negative(grad: torch.Tensor) -> torch.Tensor:
+    return grad.clamp_min(0)
+
+
+class _GuidedReLU(TorchFunctionMode):
+    """Guided backprop for every ReLU that runs: ``nn.ReLU``/``nn.ReLU6`` modules (they call
+    ``F.relu``/``F.hardtanh(0, 6)``) and functional ``F.relu``, ``torch.relu``, ``x.relu()``.
+
+    A tensor hook on each ReLU output clamps the incoming gradient at 0; ReLU's own backward then
+    masks the negative inputs. Tensor hooks follow in-place ops correctly, and nothing is left on
+    any module: the hooks belong to this forward pass's graph.
+    """
+
+    RELUS = {"relu", "relu_", "relu6"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name in ("hardtanh", "hardtanh_"):  # nn.ReLU6 is hardtanh(0, 6)
+            low = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+            name = "relu6" if low == 0 else name
+        if name in self.RELUS and isinstance(out, torch.Tensor) and out.requires_grad:
+            out.register_hook(_clamp_negative)
+            self.count += 1
+        return out
+
+
+# --------------------------------------------------------------------------- the shared helper
+
+
+class _Run:
+    """One saliency call: the images, the targets, the capture, and the passes over rows."""
+
+    def __init__(self, model: VisionModel, images: torch.Tensor, target: _Target, batch: int):
+        self.model = model
+        self.images = images
+        self.target = target
+        self.batch = batch
+        self.capture: Capture | None = None
+        self.info: dict = {}
+        self._clean: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return self.images.shape[0]
+
+    def chunks(self, samples: int = 1, ids: torch.Tensor | None = None):
+        """Rows in chunks, image-major: ``(local, owner, sample)`` index tensors, where
+        ``owner = ids[local]`` is the image of the row (``ids``: all images by default)."""
+        dev = self.images.device
+        ids = torch.arange(self.n, device=dev) if ids is None else ids
+        total = len(ids) * samples
+        for r0 in range(0, total, self.batch):
+            r = torch.arange(r0, min(r0 + self.batch, total), device=dev)
+            yield r // samples, ids[r // samples], r % samples
+
+    def scores(self, make: Callable, samples: int = 1) -> torch.Tensor:
+        """Target values (no gradients) at inputs ``make(owner, s)``: N x samples."""
+        out = self.images.new_empty(self.n * samples)
+        with torch.no_grad():
+            for _, owner, s in self.chunks(samples):
+                out[owner * samples + s] = self.target.values(self.capture(make(owner, s)), owner)
+        return out.view(self.n, samples)
+
+    def clean_scores(self) -> torch.Tensor:
+        """f(x) for the images themselves (this also resolves top-1 targets); computed once."""
+        if self._clean is None:
+            self._clean = self.scores(lambda owner, s: self.images[owner])[:, 0]
+        return self._clean
+
+    def backward(self, x: torch.Tensor, owner: torch.Tensor, *, guided=False, tap=None):
+        """(d(score)/d(x), score) for one chunk of rows; with ``tap``, (the tapped layer's
+        output, d(score)/d(output)) instead."""
+        x = x.detach().requires_grad_(True)
+        mode = _GuidedReLU() if guided else contextlib.nullcontext()
+        if tap is not None:
+            tap.output = None
+        with mode:
+            values = self.target.values(self.capture(x), owner)
+        if guided:
+            self.info["guided_relus"] = mode.count
+        if tap is None:
+            return torch.autograd.grad(values.sum(), x)[0], values.detach()
+        if tap.output is None:
+            raise UsageError(
+                f"layer {tap.name!r} does not run before the target's layer; "
+                "pick an earlier layer (see `dreamviz layers`)"
+            )
+        act = tap.output
+        return act.detach(), torch.autograd.grad(values.sum(), act)[0]
+
+    def passes(self, make: Callable, samples=1, ids=None, guided=False):
+        """Forward+backward passes over rows ``make(owner, s)``, in chunks: yields
+        ``(local, owner, s, d(score)/d(input), score)``."""
+        for local, owner, s in self.chunks(samples, ids):
+            with torch.no_grad():
+                x = make(owner, s)
+            yield (local, owner, s, *self.backward(x, owner, guided=guided))
+
+    def gradients(self, make: Callable, samples=1, weights=None, guided=False):
+        """Sum over samples s of ``weights[i, s] * d(score)/d(input)`` at inputs
+        ``make(owner, s)``, per image i (mean over samples when ``weights`` is None):
+        N x 3 x H x W."""
+        out = torch.zeros_like(self.images)
+        for _, owner, s, g, _ in self.passes(make, samples, guided=guided):
+            w = 1.0 / samples if weights is None else weights[owner, s].view(-1, 1, 1, 1)
+            out.index_add_(0, owner, g * w)
+        return out
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def gradient(run: _Run) -> torch.Tensor:
+    """Vanilla gradient (Simonyan et al. 2014). Reduced by max |g| over colour channels."""
+    return run.gradients(lambda owner, s: run.images[owner])
+
+
+def gradient_x_input(run: _Run) -> torch.Tensor:
+    """Gradient times input. Reduced by the signed sum over colour channels."""
+    return gradient(run) * run.images
+
+
+def _normal(shape, seed: int, sample: int) -> torch.Tensor:
+    state = np.random.SeedSequence([seed, sample]).generate_state(1)[0]
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(state)))
+
+
+def smoothgrad(run: _Run, samples: int = 32, noise: float = 0.15, seed: int = 0) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017): the mean gradient over ``samples`` noisy copies.
+
+    ``noise`` is the standard deviation as a fraction of the input range [0, 1] (0.15 adds
+    Gaussian noise with sigma 0.15 in pixel units; Smilkov et al. suggest 10-20 %). The noisy
+    images are not clipped. Noise sample ``s`` is the same for every image (seeded by ``seed``
+    and ``s``, drawn on the CPU, so every device gives the same maps), and a batch gives the
+    same maps as single images. Holds ``samples`` noise images in memory. Reduced like
+    ``gradient``.
+    """
+    _check_int("samples", samples, 1)
+    if not (isinstance(noise, (int, float)) and 0 <= noise):
+        raise UsageError(f"noise must be a number >= 0 (a fraction of [0, 1]), got {noise!r}")
+    bank: dict[int, torch.Tensor] = {}
+
+    def make(owner, s):
+        for k in s.unique().tolist():
+            if k not in bank:
+                bank[k] = _normal(run.images.shape[1:], seed, k).to(run.images) * noise
+        return run.images[owner] + torch.stack([bank[k] for k in s.tolist()])
+
+    return run.gradients(make, samples)
+
+
+QUADRATURES = (
+    "adaptive",
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "trapezoid",
+)
+ADAPTIVE_START = 4  # the adaptive rule starts from steps / 4 equal cells
+ADAPTIVE_ROUNDS = 10  # and bisects the worst cells in 10 rounds
+IG_MEMORY = 2**30  # bytes of stored gradients per group of images (adaptive rule)
+
+
+def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``alpha`` in [0, 1] and weights for integrating over ``steps`` points."""
+    k = np.arange(steps, dtype=np.float64)
+    if rule == "gausslegendre":
+        t, w = np.polynomial.legendre.leggauss(steps)
+        return (t + 1) / 2, w / 2
+    if rule == "trapezoid":
+        if steps < 2:
+            raise UsageError("the trapezoid rule needs steps >= 2")
+        w = np.full(steps, 1.0 / (steps - 1))
+        w[[0, -1]] /= 2
+        return k / (steps - 1), w
+    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}.get(rule)
+    if offset is None:
+        raise UsageError(
+            f"unknown quadrature {rule!r}{suggest(str(rule), QUADRATURES)}; use one of "
+            + ", ".join(QUADRATURES)
+        )
+    return (k + offset) / steps, np.full(steps, 1.0 / steps)
+
+
+def _adaptive_ig(run: _Run, base, diff, steps: int):
+    """Adaptive trapezoid rule for the IG path integral, per image; images go in groups whose
+    stored gradients fit in ``IG_MEMORY`` bytes. Returns (sum of weighted gradients, f(b))."""
+    per_image = steps * diff[0].numel() * diff.element_size()
+    group = max(1, IG_MEMORY // per_image)
+    grads, f_b = torch.zeros_like(diff), diff.new_zeros(run.n)
+    for start in range(0, run.n, group):
+        ids = torch.arange(start, min(start + group, run.n), device=diff.device)
+        grads[ids], f_b[ids] = _adaptive_group(run, base, diff, ids, steps)
+    return grads, f_b
+
+
+def _adaptive_group(run: _Run, base, diff, ids, steps: int):
+    """Points on the path are added where the estimate is worst, and the estimate's error is
+    known exactly: each gradient pass also gives f at its point, and between two points the
+    integral of the directional derivative is f(right) - f(left). So:
+
+    1. evaluate the gradient and f at ``steps / 4 + 1`` equally spaced points (0 and 1 too);
+    2. in rounds (``ADAPTIVE_ROUNDS``), bisect each image's cells whose trapezoid estimate
+       misses f(right) - f(left) by the most;
+    3. the result is the trapezoid rule on the final, uneven points.
+
+    Needs every point's gradient until the weights are known: ``steps`` gradient images per
+    image. No extra forward passes.
+    """
+    m, start = len(ids), int(ids[0])
+    dtype, dev = diff.dtype, diff.device
+    grads = diff.new_empty(m, steps, *diff.shape[1:])
+    alpha, f, slope = (np.zeros((m, steps)) for _ in range(3))
+    used = 0
+
+    def evaluate(points: np.ndarray) -> None:
+        nonlocal used
+        a = torch.as_tensor(points, dtype=dtype, device=dev)
+        k = points.shape[1]
+
+        def make(o, s):
+            return base[o] + a[o - start, s].view(-1, 1, 1, 1) * diff[o]
+
+        for local, owner, s, g, v in run.passes(make, k, ids):
+            grads[local, used + s] = g
+            col = (used + s).cpu().numpy()
+            rows = local.cpu().numpy()
+            f[rows, col] = v.double().cpu().numpy()
+            slope[rows, col] = (g * diff[owner]).flatten(1).sum(1).double().cpu().numpy()
+        alpha[:, used : used + k] = points
+        used += k
+
+    def cells():
+        order = np.argsort(alpha[:, :used], axis=1, kind="stable")
+        a, fv, sv = (np.take_along_axis(t[:, :used], order, 1) for t in (alpha, f, slope))
+        return order, a, fv, sv
+
+    evaluate(np.tile(np.linspace(0.0, 1.0, max(1, steps // ADAPTIVE_START) + 1), (m, 1)))
+    left = steps - used
+    per_round = -(-left // ADAPTIVE_ROUNDS) if left > 0 else 0
+    while left > 0:
+        _, a, fv, sv = cells()
+        width = np.diff(a, axis=1)
+        miss = np.abs((sv[:, 1:] + sv[:, :-1]) / 2 * width - np.diff(fv, axis=1))
+        k = min(per_round, left, width.shape[1])
+        worst = np.argsort(-miss, axis=1, kind="stable")[:, :k]
+        lo, hi = np.take_along_axis(a, worst, 1), np.take_along_axis(a, worst + 1, 1)
+        evaluate((lo + hi) / 2)
+        left -= k
+    order, a, _, _ = cells()
+    w = np.zeros_like(a)
+    w[:, 1:] += np.diff(a, axis=1) / 2
+    w[:, :-1] += np.diff(a, axis=1) / 2
+    weights = np.zeros((m, used))
+    np.put_along_axis(weights, order, w, axis=1)
+    weights = torch.as_tensor(weights, dtype=dtype, device=dev).view(m, used, 1, 1, 1)
+    return (grads[:, :used] * weights).sum(1), torch.as_tensor(f[:, 0], dtype=dtype, device=dev)
+
+
+def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
+    """``"black"`` (0), ``"white"`` (1), ``"blurred"`` (Gaussian, kernel 31, sigma 10), a grey
+    level in [0, 1], or a tensor broadcastable to the images."""
+    if isinstance(baseline, torch.Tensor):
+        try:
+            return torch.broadcast_to(baseline.to(images), images.shape).clone()
+        except RuntimeError:
+            raise UsageError(
+                f"baseline shape {tuple(baseline.shape)} does not fit images "
+                f"{tuple(images.shape)}; give 3 x H x W or N x 3 x H x W"
+            ) from None
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return torch.full_like(images, float(baseline))
+    named = {"black": 0.0, "white": 1.0}
+    if baseline in named:
+        return torch.full_like(images, named[baseline])
+    if baseline == "blurred":
+        return blur(images, 31, 10.0)
+    raise UsageError(
+        f"unknown baseline {baseline!r}; use black, white, blurred, a grey level or a tensor"
+    )
+
+
+def integrated_gradients(
+    run: _Run, steps: int = 64, baseline="black", quadrature_rule: str = "adaptive"
+) -> torch.Tensor:
+    """Integrated Gradients (Sundararajan et al. 2017) from ``baseline`` to the image.
+
+    ``attr = (x - b) * sum_k w_k grad f(b + a_k (x - b))``. Reduced by the signed sum over colour
+    channels, so a map sums to about f(x) - f(b); the completeness error
+    ``|sum(attr) - (f(x) - f(b))|`` is reported in ``info.completeness_error``.
+
+    ``quadrature_rule``: ``"adaptive"`` (default, for ``steps >= 8``) is a trapezoid rule whose
+    points go where its error is largest, and that error is known exactly: each gradient pass
+    also gives f at its point, and between two points the gradient integrates to
+    f(right) - f(left) (see ``_adaptive_group``). It needs no extra passes but keeps ``steps``
+    gradient images per image (in groups of at most ``IG_MEMORY`` bytes). On ReLU networks f
+    rises within a few percent of the path, where the gradient is rough, so the fixed rules
+    (``"gausslegendre"``, ``"riemann_left"``, ``"trapezoid"``, ...) need several times more steps
+    for the same error; docs/QUALITY.md has the measurements.
+    """
+    _check_int("steps", steps, 1)
+    if quadrature_rule not in QUADRATURES:
+        quadrature(quadrature_rule, steps)  # raises the usage error
+    base = make_baseline(run.images, baseline)
+    diff = run.images - base
+    f_x = run.clean_scores()
+    if quadrature_rule == "adaptive" and steps >= 2 * ADAPTIVE_START:
+        grads, f_b = _adaptive_ig(run, base, diff, steps)
+    else:
+        rule = "gausslegendre" if quadrature_rule == "adaptive" else quadrature_rule
+        alphas, weights = (
+            torch.as_tensor(np.broadcast_to(a, (run.n, steps)).copy(), dtype=base.dtype)
+            for a in quadrature(rule, steps)
+        )
+        alphas, weights = alphas.to(base.device), weights.to(base.device)
+        grads = run.gradients(
+            lambda o, s: base[o] + alphas[o, s].view(-1, 1, 1, 1) * diff[o], steps, weights
+        )
+        f_b = run.scores(lambda o, s: base[o])[:, 0]
+    attr = diff * grads
+    delta = f_x - f_b
+    run.info["delta"] = delta.detach()
+    run.info["completeness_error"] = (attr.flatten(1).sum(1) - delta).abs().detach()
+    return attr
+
+
+def guided_backprop(run: _Run) -> torch.Tensor:
+    """Guided backpropagation (Springenberg et al. 2015): at every ReLU, only positive
+    gradients pass back. Works for ReLU modules and functional ReLUs; warns if no ReLU ran.
+    Reduced by max |g| over colour channels."""
+    out = run.gradients(lambda owner, s: run.images[owner], guided=True)
+    if not run.info.get("guided_relus"):
+        warnings.warn(
+            f"guided_backprop: no ReLU ran in {run.model.name}'s forward pass (its activations "
+            "are not ReLU/ReLU6), so the result equals the plain gradient",
+            stacklevel=4,
+        )
+    return out
+
+
+def gradcam_layer(model, size: tuple[int, int] | None = None) -> str:
+    """The default Grad-CAM layer: the last module (outermost of those with the same output)
+    with a spatial output larger than 1 x 1, adaptive pooling excluded."""
+    model = as_vision_model(model)
+    table = probe(model, size)
+    best = None
+    for name, info in table.items():
+        shape = info.shape
+        spatial = shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
+        if name != LOGITS and info.calls == 1 and spatial and not info.type.startswith("Adaptive"):
+            best = name
+    if best is None:
+        raise UsageError(
+            f"{model.name} has no layer with a spatial feature map at this image size; "
+            "give layer= explicitly or use larger images"
+        )
+    while "." in best:
+        parent = best.rsplit(".", 1)[0]
+        info = table.get(parent)
+        if info is None or info.calls != 1 or info.shape != table[best].shape:
+            break
+        best = parent
+    return best
+
+
+def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) at ``layer`` (default: :func:`gradcam_layer`).
+
+    ``cam = ReLU(sum_k mean_hw(dy/dA_k) A_k)``, upsampled bilinearly to the image size. Returns
+    N x 1 x H x W (it has no colour channels; ``relu=False`` keeps the signed map).
+    """
+    size = tuple(run.images.shape[-2:])
+    name = layer or gradcam_layer(run.model, size)
+    info = check_layer(run.model, name)
+    if info.shape is not None and len(info.shape) != 3:
+        raise UsageError(
+            f"layer {name!r} outputs shape {info.shape}, not a C x H x W feature map; "
+            f"pick a convolutional layer, e.g. {gradcam_layer(run.model, size)}"
+        )
+    run.info["layer"] = name
+    cams = []
+    with _Tap(run.model, name) as tap:
+        for _, owner, _ in run.chunks():
+            act, grad = run.backward(run.images[owner], owner, tap=tap)
+            cam = (grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True)
+            cams.append(cam.clamp_min(0) if relu else cam)
+    return F.interpolate(torch.cat(cams), size=size, mode="bilinear", align_corners=False)
+
+
+def guided_gradcam(run: _Run, layer: str | None = None) -> torch.Tensor:
+    """Guided Grad-CAM: guided backprop times the Grad-CAM map. Reduced by max |.| over colour
+    channels."""
+    return guided_backprop(run) * gradcam(run, layer=layer)
+
+
+@dataclass(frozen=True)
+class Method:
+    fn: Callable
+    reduce: str  # the documented reduction over colour channels
+    clean: bool = True  # the rows are the images themselves (top-1 found in the same pass)
+
+
+METHODS: dict[str, Method] = {
+    "gradient": Method(gradient, "max_abs"),
+    "gradient_x_input": Method(gradient_x_input, "sum"),
+    "smoothgrad": Method(smoothgrad, "max_abs", clean=False),
+    "integrated_gradients": Method(integrated_gradients, "sum", clean=False),
+    "guided_backprop": Method(guided_backprop, "max_abs"),
+    "gradcam": Method(gradcam, "sum"),
+    "guided_gradcam": Method(guided_gradcam, "max_abs"),
+}
+ALIASES = {"ig": "integrated_gradients", "grad": "gradient", "vanilla": "gradient"}
+
+REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "max_abs": lambda a: a.abs().amax(1),
+    "sum": lambda a: a.sum(1),
+    "abs_sum": lambda a: a.abs().sum(1),
+    "l2": lambda a: a.norm(dim=1),
+}
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str) -> tuple[str, Method]:
+    key = ALIASES.get(name, name)
+    if key not in METHODS:
+        raise UsageError(
+            f"unknown method {name!r}{suggest(name, METHODS)}; use one of {', '.join(METHODS)}"
+        )
+    return key, METHODS[key]
+
+
+def method_options(name: str) -> list[str]:
+    """The keyword options a method takes."""
+    return list(inspect.signature(get_method(name)[1].fn).parameters)[1:]
+
+
+def _check_rule(rule) -> None:
+    if rule not in REDUCTIONS:
+        raise UsageError(
+            f"unknown reduction {rule!r}{suggest(str(rule), REDUCTIONS)}; use auto, None or "
+            + ", ".join(REDUCTIONS)
+        )
+
+
+def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
+    """Reduce N x C x H x W attributions over channels: max_abs, sum, abs_sum or l2."""
+    _check_rule(rule)
+    return REDUCTIONS[rule](raw)
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- API
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    """Work around hooks.probe, which feeds the model a float32 tensor: for a float64 model,
+    make its probe input float64 too (only while this call runs)."""
+    if dtype == torch.get_default_dtype():
+        yield
+        return
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+@dataclass
+class SaliencyInfo:
+    """What a saliency call resolved and measured."""
+
+    method: str
+    targets: list[str]  # per image: "tabby (281)" or the objective's name
+    classes: list[int | None]  # per image: the class scored, None for unit/objective targets
+    layer: str | None = None  # Grad-CAM's layer
+    completeness_error: torch.Tensor | None = None  # IG: |sum(attr) - (f(x) - f(baseline))|
+    delta: torch.Tensor | None = None  # IG: f(x) - f(baseline)
+    guided_relus: int | None = None  # guided methods: ReLU calls guided per pass
+
+    @property
+    def relative_error(self) -> torch.Tensor | None:
+        """IG completeness error as a fraction of |f(x) - f(baseline)|."""
+        if self.completeness_error is None:
+            return None
+        return self.completeness_error / self.delta.abs().clamp_min(1e-12)
+
+
+def saliency(
+    model,
+    images,
+    target=None,
+    method: str = "gradient",
+    *,
+    reduce: str | None = "auto",
+    internal_batch_size: int = 32,
+    return_info: bool = False,
+    **options,
+):
+    """Saliency maps of ``images`` for ``target`` under ``model``.
+
+    * ``images``: N x 3 x H x W in [0, 1], a PIL image, a path, or a list of those.
+    * ``target``: None (each image's top-1 class), a class index or name, a unit
+      ``"LAYER:CHANNEL"`` (mean activation of that channel), a layer name (mean square of the
+      layer), any per-image :class:`~dreamviz.objectives.Objective`, or a list with one of those
+      per image. Class targets score the logit (pre-softmax).
+    * ``method``: one of :data:`METHODS`; its options are keywords (``samples``, ``noise``,
+      ``seed``, ``steps``, ``baseline``, ``quadrature_rule``, ``layer``, ``relu``).
+    * ``reduce``: ``"auto"`` reduces over colour channels by the method's rule (see each method);
+      ``None`` returns the raw signed attribution N x 3 x H x W with respect to the [0, 1]
+      pixels (N x 1 x H x W for Grad-CAM); or a rule from :data:`REDUCTIONS`.
+    * ``internal_batch_size``: rows per forward/backward pass (noise samples and IG steps are
+      batched across images): bounds memory, never changes the result.
+    * ``return_info``: also return a :class:`SaliencyInfo` (resolved targets, Grad-CAM layer, IG
+      completeness error).
+
+    Returns an N x H x W tensor on the images' device (the model's for PIL images and paths).
+    """
+    name, meth = get_method(method)
+    allowed = method_options(name)
+    for key in options:
+        if key not in allowed:
+            takes = ", ".join(allowed) or "no options"
+            raise UsageError(
+                f"{name} has no option {key!r}{suggest(key, allowed)}; it takes {takes}"
+            )
+    _check_int("internal_batch_size", internal_batch_size, 1)
+    if reduce not in (None, "auto"):
+        _check_rule(reduce)
+    model = as_vision_model(model)
+    back = images.device if isinstance(images, torch.Tensor) else None
+    x = as_batch(images, model)
+    with model_guard(model), _default_dtype(x.dtype):
+        run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
+        with Capture(model, run.target.layers, stop_early=True, guard=False) as cap:
+            run.capture = cap
+            if not meth.clean and run.target.unresolved:
+                run.clean_scores()
+            raw = meth.fn(run, **options).detach()
+    rule = meth.reduce if reduce == "auto" else reduce
+    out = raw if rule is None else REDUCTIONS[rule](raw)
+    out = out.to(back) if back is not None else out
+    if not return_info:
+        return out
+    t = run.target
+    classes = [c if s < 0 else None for c, s in zip(t.classes.tolist(), t.slots.tolist())]
+    known = {k: v for k, v in run.info.items() if k in SaliencyInfo.__dataclass_fields__}
+    return out, SaliencyInfo(name, run.target.labels(), classes, **known)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def _rgb_array(image) -> np.ndarray:
+    """Any image (tensor 3/1/4 x H x W or H x W, PIL of any mode, path) -> H x W x 3 in [0, 1]."""
+    if isinstance(image, (str, os.PathLike, Image.Image)):
+        image = _one_image(image)
+    if isinstance(image, np.ndarray):
+        arr = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
+        image = torch.from_numpy(arr if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+    if not isinstance(image, torch.Tensor):
+        raise UsageError(f"cannot use {type(image).__name__} as an image")
+    t = image.detach().float().cpu()
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() == 2:
+        t = t.unsqueeze(0)
+    if t.dtype == torch.uint8 or image.dtype == torch.uint8:
+        t = t / 255.0
+    if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
+        raise UsageError(f"image must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}")
+    if t.shape[0] == 4:  # composite over white, as io.pil_to_tensor does
+        t = t[:3] * t[3:] + (1 - t[3:])
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return t.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
+    m = (
+        torch.as_tensor(
+            np.asarray(saliency_map) if not isinstance(saliency_map, torch.Tensor) else saliency_map
+        )
+        .detach()
+        .float()
+        .cpu()
+    )
+    while m.dim() > 2 and m.shape[0] == 1:
+        m = m[0]
+    if m.dim() != 2:
+        raise UsageError(
+            f"map must be H x W, got shape {tuple(m.shape)}; reduce it over channels first "
+            "(saliency(..., reduce='auto') or dreamviz.saliency.reduce(raw, 'max_abs'))"
+        )
+    if tuple(m.shape) != size:
+        m = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return m.numpy().astype(np.float64)
+
+
+def colorize(
+    saliency_map, cmap: str | None = None, clip: float = 99.0, signed: bool | None = None
+) -> np.ndarray:
+    """An H x W map as an H x W x 3 uint8 picture.
+
+    The map is clipped at its ``clip`` percentile (of |map| for signed maps) before scaling, so
+    a few extreme pixels do not wash out the rest. Signed maps (``signed=None``: any value < 0)
+    use the ``diverging`` map with 0 at white; magnitudes scale from their minimum and use
+    ``inferno``.
+    """
+    if not 0 < clip <= 100:
+        raise UsageError(f"clip must be a percentile in (0, 100], got {clip}")
+    m = np.nan_to_num(_map_array(saliency_map, tuple(np.shape(saliency_map)[-2:])))
+    signed = bool(m.min() < 0) if signed is None else signed
+    if signed:
+        top = np.percentile(np.abs(m), clip)
+        v = 0.5 + 0.5 * np.clip(m / top, -1, 1) if top > 0 else np.full_like(m, 0.5)
+    else:
+        low, top = m.min(), np.percentile(m, clip)
+        v = np.clip((m - low) / (top - low), 0, 1) if top > low else np.zeros_like(m)
+    return colormaps.apply(v, cmap or ("diverging" if signed else "inferno"))
+
+
+def overlay(
+    image,
+    saliency_map,
+    *,
+    cmap: str | None = None,
+    alpha: float = 0.5,
+    clip: float = 99.0,
+    signed: bool | None = None,
+) -> Image.Image:
+    """The map as a heat map blended over the photo: ``(1 - alpha) * photo + alpha * heat``.
+
+    ``image``: a tensor (3, 1 or 4 x H x W, or H x W), a PIL image of any mode (grayscale, RGBA,
+    16-bit) or a path; alpha is composited over white. ``saliency_map``: H x W (resized to the
+    image if needed). Colours and clipping as in :func:`colorize`.
+    """
+    if not 0 <= alpha <= 1:
+        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
+    rgb = _rgb_array(image)
+    heat = colorize(_map_array(saliency_map, rgb.shape[:2]), cmap, clip, signed) / 255.0
+    out = (1 - alpha) * rgb + alpha * heat
+    return Image.fromarray(np.round(out * 255).astype(np.uint8), "RGB")
+
+
+def predict(model, image) -> tuple[str, float, int]:
+    """The top-1 class of one image: (name, softmax probability, index)."""
+    model = as_vision_model(model)
+    x = as_batch(image, model)[:1]
+    with model_guard(model), torch.no_grad():
+        probs = _check_logits(model(x)).softmax(1)[0]
+    p, i = probs.max(0)
+    name = model.classes[int(i)] if model.classes else f"class {int(i)}"
+    return name, float(p), int(i)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def panel(
+    image,
+    saliency_map,
+    *,
+    model=None,
+    caption: str | Sequence[str] | None = None,
+    cmap: str | None = None,
+    alpha: float = 0.5,
+    clip: float = 99.0,
+    signed: bool | None = None,
+) -> Image.Image:
+    """Side by side: the photo, the map, the overlay; below, the caption lines and, with
+    ``model``, the predicted class and its probability."""
+    rgb = _rgb_array(image)
+    h, w = rgb.shape[:2]
+    m = _map_array(saliency_map, (h, w))
+    photo = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    heat = Image.fromarray(colorize(m, cmap, clip, signed), "RGB")
+    lines = [caption] if isinstance(caption, str) else list(caption or [])
+    if model is not None:
+        name, p, i = predict(model, _chw(rgb))
+        lines.append(f"predicted: {name} ({i}), p = {p:.1%}")
+    font = _font(max(11, h // 16))
+    line_h = int(font.getbbox("Ag")[3] * 1.35) + 2 if lines else 0
+    pad = 4
+    canvas = Image.new("RGB", (3 * w + 4 * pad, h + 2 * pad + line_h * len(lines)), "white")
+    blend = overlay(_chw(rgb), m, cmap=cmap, alpha=alpha, clip=clip, signed=signed)
+    for k, tile in enumerate((photo, heat, blend)):
+        canvas.paste(tile, (pad + k * (w + pad), pad))
+    draw = ImageDraw.Draw(canvas)
+    for j, text in enumerate(lines):
+        draw.text((pad, h + 2 * pad + j * line_h), text, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def _chw(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+
+
+__all__ = [
+    "METHODS",
+    "QUADRATURES",
+    "REDUCTIONS",
+    "SaliencyInfo",
+    "as_batch",
+    "blur",
+    "colorize",
+    "gradcam_layer",
+    "make_baseline",
+    "method_names",
+    "overlay",
+    "panel",
+    "predict",
+    "quadrature",
+    "reduce",
+    "saliency",
+]

@@ -1,0 +1,484 @@
+"""Saliency: correctness against hand-computed answers, invariances for every method, pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from dreamviz import colormaps
+from dreamviz.errors import UsageError
+from dreamviz.io import read_image
+from dreamviz.objectives import channel
+from dreamviz.saliency import (
+    METHODS,
+    QUADRATURES,
+    as_batch,
+    colorize,
+    gradcam_layer,
+    overlay,
+    panel,
+    predict,
+    quadrature,
+    saliency,
+)
+
+# options that keep every method fast on tiny inputs; steps=16 exercises the adaptive IG rule
+FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 16}}
+
+
+def fast(method: str) -> dict:
+    return dict(FAST.get(method, {}))
+
+
+@pytest.fixture(scope="module")
+def photos(assets_dir):
+    """chelsea.jpg and coffee.jpg, short side resized to 96, centre 96 x 96: 2 x 3 x 96 x 96."""
+    from torchvision.transforms.v2.functional import center_crop, resize
+
+    return torch.stack(
+        [
+            center_crop(resize(read_image(assets_dir / name), [96]), [96])
+            for name in ("chelsea.jpg", "coffee.jpg")
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def photo(photos):
+    return photos[:1]
+
+
+class Boom(nn.Module):
+    """Identity that raises on its ``at``-th forward pass with gradients (0 = never): an error
+    in the middle of a method, after a first backward pass and with every hook in place."""
+
+    def __init__(self, at: int = 0):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, x):
+        self.calls += torch.is_grad_enabled()
+        if self.at and self.calls == self.at:
+            raise RuntimeError("boom")
+        return x
+
+
+def leftover_hooks(net: nn.Module) -> list[str]:
+    found = []
+    for name, m in net.named_modules():
+        for key, value in vars(m).items():
+            if "hooks" in key and isinstance(value, dict) and value:
+                found.append(f"{name or 'net'}.{key}")
+    return found
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+def test_gradient_equals_central_differences():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Softplus(),
+        nn.Conv2d(4, 4, 3, stride=2),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    ).double()
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64)
+    target = [1, 3]
+    raw = saliency(net, x, target, reduce=None)
+    assert raw.dtype == torch.float64 and raw.shape == x.shape
+    gen = torch.Generator().manual_seed(1)
+    eps = 1e-6
+    for _ in range(12):
+        i, c, h, w = (int(torch.randint(n, (1,), generator=gen)) for n in x.shape)
+        up, down = x.clone(), x.clone()
+        up[i, c, h, w] += eps
+        down[i, c, h, w] -= eps
+        with torch.no_grad():
+            numeric = (net(up)[i, target[i]] - net(down)[i, target[i]]) / (2 * eps)
+        assert float(raw[i, c, h, w]) == pytest.approx(float(numeric), rel=1e-6, abs=1e-9)
+    # the documented reduction: max |g| over colour channels
+    maps = saliency(net, x, target)
+    torch.testing.assert_close(maps, raw.abs().amax(1))
+
+
+def test_integrated_gradients_completeness_on_lite0(lite0, photos):
+    """Black baseline: error < 3% of |f(x) - f(0)| at 64 steps and < 1% at 256 steps."""
+    errors = {}
+    for steps in (64, 256):
+        maps, info = saliency(
+            lite0, photos, method="integrated_gradients", steps=steps, return_info=True
+        )
+        errors[steps] = info.relative_error.tolist()
+        with torch.no_grad():  # f(x) - f(0) for each image's top-1 class
+            logits = lite0(torch.cat([photos, torch.zeros_like(photos)]))
+        top = logits[:2].argmax(1)
+        delta = logits[:2].gather(1, top[:, None]) - logits[2:].gather(1, top[:, None])
+        torch.testing.assert_close(info.delta, delta[:, 0], rtol=1e-4, atol=1e-4)
+        # the map is the signed channel sum, so it sums to f(x) - f(b) up to that error
+        gaps = (maps.flatten(1).sum(1) - info.delta).abs()
+        torch.testing.assert_close(gaps, info.completeness_error, rtol=1e-3, atol=1e-3)
+    assert max(errors[64]) < 0.03, errors
+    assert max(errors[256]) < 0.01, errors
+
+
+def test_adaptive_ig_in_memory_groups_gives_the_same_maps(tiny_net, monkeypatch):
+    import dreamviz.saliency as sal
+
+    net, x = tiny_net(), torch.rand(3, 3, 10, 10)
+    whole = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
+    monkeypatch.setattr(sal, "IG_MEMORY", 1)  # one image per group
+    grouped = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
+    torch.testing.assert_close(grouped, whole)
+
+
+def test_integrated_gradients_exact_on_a_linear_model():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).double()
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    base = torch.full_like(x, 0.5)
+    w = net[1].weight.view(3, 3, 4, 4)
+    for rule in QUADRATURES:
+        raw, info = saliency(
+            net, x, 2, "integrated_gradients", reduce=None, return_info=True,
+            steps=16, baseline=base, quadrature_rule=rule,
+        )  # fmt: skip
+        torch.testing.assert_close(raw, (x - base) * w[2])
+        assert float(info.completeness_error.max()) < 1e-10
+
+
+def test_quadrature_rules_integrate_what_they_should():
+    for rule in QUADRATURES[1:]:
+        a, w = quadrature(rule, 8)
+        assert a.shape == w.shape == (8,) and w.sum() == pytest.approx(1.0)
+        assert ((0 <= a) & (a <= 1)).all()
+    a, w = quadrature("gausslegendre", 4)  # exact up to degree 7
+    assert (w * a**7).sum() == pytest.approx(1 / 8, rel=1e-12)
+    a, w = quadrature("riemann_left", 4)
+    assert (w * a).sum() == pytest.approx(0.375)  # (0 + 1/4 + 1/2 + 3/4) / 4
+    with pytest.raises(UsageError, match="unknown quadrature"):
+        quadrature("simpson", 8)
+
+
+def test_smoothgrad_with_zero_noise_equals_gradient(tiny_net):
+    net = tiny_net()
+    x = torch.rand(3, 3, 12, 12)
+    plain = saliency(net, x, 4)
+    smooth = saliency(net, x, 4, "smoothgrad", samples=5, noise=0.0, internal_batch_size=4)
+    torch.testing.assert_close(smooth, plain, rtol=1e-5, atol=1e-7)
+    noisy = saliency(net, x, 4, "smoothgrad", samples=5, noise=0.2)
+    assert not torch.allclose(noisy, plain, rtol=1e-3)
+    again = saliency(net, x, 4, "smoothgrad", samples=5, noise=0.2)
+    torch.testing.assert_close(noisy, again)  # seeded: reproducible
+
+
+def test_gradcam_exact_values():
+    """Grad-CAM by hand: conv (2 channels, stride 2) -> ReLU -> mean -> linear."""
+    net = nn.Sequential(
+        nn.Conv2d(1 * 3, 2, 2, stride=2, bias=False),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 2, bias=False),
+    ).double()
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].weight[0, 0] = 1.0  # channel 0: sum of red in each 2x2 block
+        net[0].weight[1, 1] = -1.0  # channel 1: minus the sum of green
+        net[0].weight[1, 1, 0, 0] = 2.0
+        net[4].weight.copy_(torch.tensor([[0.5, -2.0], [1.0, 1.0]]))
+    x = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    x[0, 0] = torch.arange(16, dtype=torch.float64).view(4, 4) / 16
+    x[0, 1] = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0.5]])
+    acts = np.maximum(
+        [
+            [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]],
+            [[2.0, 0.0], [0.0, 2.0 - 0.5]],
+        ],
+        0,
+    )
+    acts[0] /= 16
+    for cls, w in ((0, [0.5, -2.0]), (1, [1.0, 1.0])):
+        alpha = np.array(w) / 4  # d logit / d A_k is w_k / (h * w) everywhere
+        cam = np.maximum((alpha[:, None, None] * acts).sum(0), 0)
+        up = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])  # bilinear 2 -> 4
+        got = saliency(net, x, cls, "gradcam", layer="1", return_info=True)
+        np.testing.assert_allclose(got[0][0].numpy(), up @ cam @ up.T, atol=1e-12)
+        assert got[1].layer == "1"
+    raw = saliency(net, x, 0, "gradcam", layer="1", relu=False, reduce=None)
+    assert raw.shape == (1, 1, 4, 4) and float(raw.min()) < 0  # the signed map, without ReLU
+
+
+def test_guided_backprop_by_hand():
+    """Linear -> ReLU -> Linear: guided grad = W1^T [(h > 0) * max(W2^T e_c, 0)]."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x = torch.rand(1, 3, 2, 2, dtype=torch.float64)
+    w1, b1, w2 = net[1].weight, net[1].bias, net[3].weight
+    h = w1 @ x.flatten() + b1
+    expected = w1.T @ ((h > 0) * w2[2].clamp_min(0))
+    got = saliency(net, x, 2, "guided_backprop", reduce=None)
+    torch.testing.assert_close(got.flatten(), expected.detach())
+    plain = saliency(net, x, 2, reduce=None)
+    assert not torch.allclose(got, plain)
+
+
+class FunctionalNet(nn.Module):
+    """The tiny net's convolutions with functional ReLUs (F.relu, x.relu(), torch.relu)."""
+
+    def __init__(self, seq: nn.Sequential):
+        super().__init__()
+        self.c1, self.bn, self.c2, self.fc = seq[0], seq[1], seq[3], seq[7]
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.c1(x)), inplace=True)
+        x = self.c2(x).relu()
+        return self.fc(torch.relu(x).mean((2, 3)))
+
+
+def test_guided_backprop_handles_functional_and_inplace_relus(tiny_net):
+    seq = tiny_net()
+    x = torch.rand(2, 3, 10, 10)
+    with_modules = saliency(seq, x, 1, "guided_backprop", return_info=True)
+    functional = saliency(FunctionalNet(seq), x, 1, "guided_backprop", return_info=True)
+    torch.testing.assert_close(functional[0], with_modules[0])
+    assert with_modules[1].guided_relus == 2 and functional[1].guided_relus == 3
+    assert not torch.allclose(with_modules[0], saliency(seq, x, 1))
+
+
+def test_guided_backprop_warns_without_relus():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Tanh(), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.zeros(1, 3, 6, 6))
+    with pytest.warns(UserWarning, match="no ReLU ran"):
+        saliency(net, torch.rand(1, 3, 6, 6), 0, "guided_backprop")
+
+
+def test_guided_gradcam_is_the_product(tiny_net):
+    net = tiny_net()
+    x = torch.rand(2, 3, 10, 10)
+    guided = saliency(net, x, 3, "guided_backprop", reduce=None)
+    cam = saliency(net, x, 3, "gradcam", reduce=None)
+    both = saliency(net, x, 3, "guided_gradcam", reduce=None)
+    torch.testing.assert_close(both, guided * cam)
+
+
+# --------------------------------------------------------------------------- every method
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_batch_equals_stacked_singles(method, tiny_net):
+    net = tiny_net().train()  # eval mode is used inside, and the flag restored
+    x = torch.rand(3, 3, 16, 16)
+    target = [None, 2, 7]
+    batch = saliency(net, x, target, method, internal_batch_size=2, **fast(method))
+    singles = torch.cat(
+        [saliency(net, x[i : i + 1], target[i], method, **fast(method)) for i in range(3)]
+    )
+    assert batch.shape == (3, 16, 16)
+    torch.testing.assert_close(batch, singles, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("boom", [0, 2], ids=["ok", "induced-error"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_model_untouched(method, boom, tiny_net):
+    net = nn.Sequential(*tiny_net(), Boom(boom))
+    net.train()
+    net[1].eval()  # a mix of flags
+    net[0].weight.requires_grad_(False)  # and of requires_grad
+    flags = [m.training for m in net.modules()]
+    grads = [p.requires_grad for p in net.parameters()]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    images = torch.rand(2, 3, 12, 12, requires_grad=True)
+    before = images.detach().clone()
+    images.grad = torch.full_like(images, 7.0)
+    if boom:
+        with pytest.raises(RuntimeError, match="boom"):
+            saliency(net, images, None, method, internal_batch_size=1, **fast(method))
+    else:
+        saliency(net, images, None, method, internal_batch_size=1, **fast(method))
+    assert leftover_hooks(net) == []
+    assert [m.training for m in net.modules()] == flags
+    assert [p.requires_grad for p in net.parameters()] == grads
+    assert all(p.grad is None for p in net.parameters())
+    for k, v in net.state_dict().items():  # BN running stats too: eval mode was used
+        assert torch.equal(v, state[k]), k
+    assert torch._C._len_torch_function_stack() == 0
+    assert torch.equal(images.grad, torch.full_like(images, 7.0))
+    assert images.requires_grad and torch.equal(images.detach(), before)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def test_targets_top1_list_and_info(tiny_net):
+    net = tiny_net()
+    x = torch.rand(3, 3, 12, 12)
+    with torch.no_grad():
+        top = net.eval()(x).argmax(1).tolist()
+    maps, info = saliency(net, x, return_info=True)
+    assert info.classes == top and info.targets == [f"class {c}" for c in top]
+    explicit = saliency(net, x, top)
+    torch.testing.assert_close(maps, explicit)
+    other = saliency(net, x, [(c + 1) % 10 for c in top])
+    assert not torch.allclose(maps, other)
+    with pytest.raises(UsageError, match="3 images"):
+        saliency(net, x, [1, 2])
+    with pytest.raises(UsageError, match="out of range"):
+        saliency(net, x, 10)
+    with pytest.raises(UsageError, match="not a class index"):
+        saliency(net, x, 1.5)
+
+
+def test_unit_target_is_the_channel_mean_gradient(tiny_net):
+    net = tiny_net()
+    x = torch.rand(2, 3, 12, 12)
+    raw, info = saliency(net, x, "1:3", reduce=None, return_info=True)
+    assert info.targets == ["channel(1:3)"] * 2 and info.classes == [None, None]
+    xr = x.clone().requires_grad_()
+    net.eval()
+    act = net[1](net[0](xr))[:, 3].mean((1, 2)).sum()
+    torch.testing.assert_close(raw, torch.autograd.grad(act, xr)[0])
+    obj = saliency(net, x, channel("1", 3), reduce=None)
+    torch.testing.assert_close(obj, raw)
+    mixed = saliency(net, x, ["1:3", 4], reduce=None)  # a unit for one image, a class for the other
+    torch.testing.assert_close(mixed[0], raw[0])
+    torch.testing.assert_close(mixed[1], saliency(net, x[1:], 4, reduce=None)[0])
+    with pytest.raises(UsageError, match="channel 99 is out of range"):
+        saliency(net, x, "1:99")
+    with pytest.raises(UsageError, match="unknown layer"):
+        saliency(net, x, "nope:1")
+
+
+def test_class_names_units_and_gradcam_layer_on_lite0(lite0, photo):
+    x = F.interpolate(photo, size=64, mode="bilinear", antialias=True)
+    by_name, info = saliency(lite0, x, "tabby", return_info=True)
+    assert info.classes == [281] and info.targets == ["tabby (281)"]
+    torch.testing.assert_close(by_name, saliency(lite0, x, 281))
+    cam, info = saliency(lite0, x, "blocks.10:5", "gradcam", layer="blocks.6", return_info=True)
+    assert cam.shape == (1, 64, 64) and float(cam.max()) > 0
+    assert gradcam_layer(lite0) == "head"
+    with pytest.raises(UsageError, match="does not run before"):
+        saliency(lite0, x, "blocks.3:1", "gradcam", layer="blocks.10")
+    with pytest.raises(UsageError, match="not a C x H x W"):
+        saliency(lite0, x, None, "gradcam", layer="fc")
+
+
+def test_gradcam_default_layer():
+    from dreamviz.models import load_model
+
+    assert gradcam_layer(load_model("resnet18", weights="random", device="cpu")) == "layer4"
+    # adaptive pooling (VGG's 7 x 7 avgpool) resamples; it is never the default
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten())
+    assert gradcam_layer(nn.Sequential(net, nn.Linear(36, 2))) == "0.1"
+
+
+# --------------------------------------------------------------------------- inputs and options
+
+
+def test_inputs_paths_pil_uint8_and_bad_ranges(lite0, assets_dir, tmp_path):
+    path = tmp_path / "small.png"
+    Image.open(assets_dir / "coffee.jpg").resize((48, 32)).convert("LA").save(path)
+    from_path = as_batch(str(path), lite0)
+    assert from_path.shape == (1, 3, 32, 48)
+    from_pil = as_batch([Image.open(path), Image.open(path)], lite0)
+    assert from_pil.shape == (2, 3, 32, 48)
+    u8 = (torch.rand(1, 3, 8, 8) * 255).to(torch.uint8)
+    torch.testing.assert_close(as_batch(u8, lite0), u8.float() / 255)
+    with pytest.raises(UsageError, match=r"pixels in \[0, 1\]"):
+        saliency(lite0, torch.rand(1, 3, 8, 8) * 255)
+    with pytest.raises(UsageError, match="different sizes"):
+        as_batch([torch.rand(3, 8, 8), torch.rand(3, 9, 8)], lite0)
+    with pytest.raises(UsageError, match="N x 3 x H x W"):
+        as_batch(torch.rand(1, 1, 8, 8), lite0)
+
+
+def test_bad_methods_options_and_reductions(tiny_net):
+    net, x = tiny_net(), torch.rand(1, 3, 8, 8)
+    with pytest.raises(UsageError, match="did you mean: gradcam"):
+        saliency(net, x, method="gradcm")
+    with pytest.raises(UsageError, match="no option 'sample'.*samples"):
+        saliency(net, x, method="smoothgrad", sample=3)
+    with pytest.raises(UsageError, match="steps must be an integer >= 1"):
+        saliency(net, x, method="ig", steps=0)
+    with pytest.raises(UsageError, match="unknown baseline"):
+        saliency(net, x, method="ig", steps=4, baseline="grey")
+    with pytest.raises(UsageError, match="unknown reduction"):
+        saliency(net, x, reduce="mean")
+    l2 = saliency(net, x, 0, reduce="l2")
+    raw = saliency(net, x, 0, reduce=None)
+    torch.testing.assert_close(l2, raw.norm(dim=1))
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def test_colormaps_are_monotone_in_lightness():
+    for name in ("viridis", "inferno", "gray"):
+        lut = colormaps.table(name).astype(float)
+        luma = lut @ [0.2126, 0.7152, 0.0722]
+        assert lut.shape == (256, 3) and (np.diff(luma) > -0.5).all(), name
+    div = colormaps.table("diverging").astype(int)
+    assert div[0, 2] > div[0, 0] and div[-1, 0] > div[-1, 2]  # blue ... red
+    assert (div[128] > 230).all()  # white in the middle
+    with pytest.raises(UsageError, match="unknown colour map"):
+        colormaps.table("jet")
+
+
+def test_colorize_clips_at_the_percentile_and_picks_diverging_for_signed():
+    m = torch.linspace(0, 1, 100).repeat(100, 1)
+    m[0, 0] = 1000.0  # one outlier
+    clipped = colorize(m, clip=99.0)
+    unclipped = colorize(m, clip=100.0)
+    lut = colormaps.table("inferno")
+    assert (clipped[50, 99] == lut[-1]).all()  # the top 1% saturates ...
+    assert clipped[50, 50].sum() > unclipped[50, 50].sum() + 100  # ... the rest keeps contrast
+    signed = torch.cat([-torch.ones(4, 4), torch.ones(4, 4)], 1)
+    rgb = colorize(signed)
+    assert rgb[0, 0, 2] > rgb[0, 0, 0] and rgb[0, -1, 0] > rgb[0, -1, 2]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "RGB"])
+def test_overlay_handles_image_modes(mode):
+    img = Image.new("RGB", (20, 10), (200, 100, 50)).convert(mode)
+    m = torch.zeros(10, 20)
+    m[:, 10:] = 1.0
+    out = overlay(img, m, alpha=0.5)
+    assert out.size == (20, 10) and out.mode == "RGB"
+    arr = np.asarray(out).astype(int)
+    assert arr[5, 15].sum() > arr[5, 5].sum()  # the salient half is brighter (inferno)
+    small = overlay(img, m[::2, ::2])  # a map at lower resolution is resized
+    assert small.size == (20, 10)
+
+
+def test_overlay_tensor_inputs_and_bad_maps():
+    m = torch.rand(6, 6)
+    for image in (torch.rand(3, 6, 6), torch.rand(1, 6, 6), torch.rand(4, 6, 6), torch.rand(6, 6)):
+        assert overlay(image, m).size == (6, 6)
+    zero = np.asarray(overlay(torch.rand(3, 6, 6), m, alpha=0.0))
+    full = np.asarray(overlay(torch.rand(3, 6, 6), m, alpha=1.0))
+    np.testing.assert_array_equal(full, colorize(m))
+    assert zero.shape == (6, 6, 3)
+    with pytest.raises(UsageError, match="reduce it over channels"):
+        overlay(torch.rand(3, 6, 6), torch.rand(3, 6, 6))
+
+
+def test_panel_and_predict(lite0, photo):
+    name, p, idx = predict(lite0, photo)
+    with torch.no_grad():
+        probs = lite0(photo).softmax(1)[0]
+    assert idx == int(probs.argmax()) and p == pytest.approx(float(probs.max()), rel=1e-5)
+    assert name == lite0.classes[idx]
+    m = torch.rand(96, 96)
+    bare = panel(photo[0], m)
+    captioned = panel(photo[0], m, model=lite0, caption="gradient")
+    assert bare.width == captioned.width >= 3 * 96 and captioned.height > bare.height
+    tile = np.asarray(bare)[4 : 4 + 96, 4 : 4 + 96]  # the photo, untouched
+    expected = (photo[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    np.testing.assert_array_equal(tile, expected)

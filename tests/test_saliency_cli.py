@@ -1,0 +1,93 @@
+"""``dreamviz saliency``: paths printed, partial failures, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dreamviz.cli import main
+from dreamviz.io import read_recipe
+
+
+def run(capsys, *argv):
+    code = main(["saliency", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def test_good_images_get_maps_when_one_fails(capsys, assets_dir, tmp_path):
+    missing = tmp_path / "missing.jpg"
+    code, out, err = run(
+        capsys,
+        assets_dir / "chelsea.jpg",
+        missing,
+        assets_dir / "coffee.jpg",
+        "--size", "48", "--out", tmp_path / "maps",
+        "--method", "gradient,gradcam", "--save-raw",
+    )  # fmt: skip
+    assert code == 1
+    assert len(err) == 1 and "missing.jpg" in err[0] and "does not exist" in err[0]
+    expected = [
+        tmp_path / "maps" / f"{stem}_{m}.{ext}"
+        for stem in ("chelsea", "coffee")
+        for m in ("gradient", "gradcam")
+        for ext in ("png", "npy")
+    ]
+    assert out == [str(p) for p in expected]
+    assert all(p.exists() for p in expected)
+    with Image.open(expected[0]) as img:
+        assert img.mode == "RGB" and min(img.size) == 48
+    recipe = read_recipe(expected[0])
+    assert recipe["method"] == "gradient" and recipe["model"] == "efficientnet_lite0"
+    assert recipe["target"] == "Egyptian cat (285)"
+    assert np.load(expected[1]).shape[0] == 3  # the raw signed attribution, 3 x H x W
+    assert np.load(expected[3]).shape[0] == 1  # Grad-CAM has no colour channels
+    assert not list((tmp_path / "maps").glob(".*.tmp"))  # no temporary files left
+
+
+def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
+    out_file = tmp_path / "cat.png"
+    code, out, err = run(
+        capsys,
+        assets_dir / "chelsea.jpg",
+        "-o", out_file, "--method", "ig", "--steps", "16", "--size", "48", "--panel",
+        "--target", "blocks.10:5",
+    )  # fmt: skip
+    assert code == 0 and out == [str(out_file)]
+    assert len(err) == 1 and "completeness error" in err[0]
+    recipe = read_recipe(out_file)
+    assert recipe["target"] == "channel(blocks.10:5)" and recipe["options"]["steps"] == 16
+    assert 0 <= recipe["completeness_error"] < 1
+    with Image.open(out_file) as img:
+        assert img.width > 3 * img.height / 2  # photo | map | overlay side by side
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "tabbby"], "unknown class 'tabbby' (did you mean: tabby"),
+        (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
+        (["--layer", "head"], "--layer is for gradcam"),
+        (["--method", "gradcm"], "unknown method 'gradcm'"),
+        (["--method", "ig", "--baseline", "grey"], "unknown baseline"),
+        (["--cmap", "jet"], "unknown colour map"),
+        (["-o", "OUT", "EXTRA"], "-o FILE takes one image"),
+    ],
+)
+def test_usage_errors_are_one_line_and_write_nothing(args, message, capsys, assets_dir, tmp_path):
+    extra = [assets_dir / "coffee.jpg"] if "EXTRA" in args else []
+    args = [tmp_path / "x.png" if a == "OUT" else a for a in args if a != "EXTRA"]
+    dest = [] if "-o" in args else ["--out", tmp_path]
+    code, out, err = run(capsys, assets_dir / "chelsea.jpg", *extra, "--size", "32", *dest, *args)
+    assert code == 2 and out == []
+    assert len(err) == 1 and message in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_bad_images_exit_2(capsys, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    code, out, err = run(capsys, bad, tmp_path / "gone.png", "--out", tmp_path / "o")
+    assert code == 2 and out == [] and len(err) == 2
+    assert "cannot read" in err[0] and "does not exist" in err[1]
