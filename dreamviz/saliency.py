@@ -497,8 +497,9 @@ def _adaptive_group(run: _Run, base, diff, ids, steps: int):
     w[:, :-1] += np.diff(a, axis=1) / 2
     weights = np.zeros((m, used))
     np.put_along_axis(weights, order, w, axis=1)
-    weights = torch.as_tensor(weights, dtype=dtype, device=dev).view(m, used, 1, 1, 1)
-    return (grads[:, :used] * weights).sum(1), torch.as_tensor(f[:, 0], dtype=dtype, device=dev)
+    weights = torch.as_tensor(weights, dtype=dtype, device=dev).view(m, 1, used)
+    total = torch.bmm(weights, grads[:, :used].flatten(2)).view(m, *diff.shape[1:])
+    return total, torch.as_tensor(f[:, 0], dtype=dtype, device=dev)
 
 
 def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
@@ -849,6 +850,19 @@ def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
     return m.numpy().astype(np.float64)
 
 
+def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndarray, bool]:
+    """Values in [0, 1] for a colour map (0.5 is zero for signed maps), and whether signed."""
+    if not 0 < clip <= 100:
+        raise UsageError(f"clip must be a percentile in (0, 100], got {clip}")
+    m = np.nan_to_num(m)
+    signed = bool(m.min() < 0) if signed is None else signed
+    if signed:
+        top = np.percentile(np.abs(m), clip)
+        return (0.5 + 0.5 * np.clip(m / top, -1, 1) if top > 0 else np.full_like(m, 0.5)), True
+    low, top = m.min(), np.percentile(m, clip)
+    return (np.clip((m - low) / (top - low), 0, 1) if top > low else np.zeros_like(m)), False
+
+
 def colorize(
     saliency_map, cmap: str | None = None, clip: float = 99.0, signed: bool | None = None
 ) -> np.ndarray:
@@ -859,16 +873,8 @@ def colorize(
     use the ``diverging`` map with 0 at white; magnitudes scale from their minimum and use
     ``inferno``.
     """
-    if not 0 < clip <= 100:
-        raise UsageError(f"clip must be a percentile in (0, 100], got {clip}")
-    m = np.nan_to_num(_map_array(saliency_map, tuple(np.shape(saliency_map)[-2:])))
-    signed = bool(m.min() < 0) if signed is None else signed
-    if signed:
-        top = np.percentile(np.abs(m), clip)
-        v = 0.5 + 0.5 * np.clip(m / top, -1, 1) if top > 0 else np.full_like(m, 0.5)
-    else:
-        low, top = m.min(), np.percentile(m, clip)
-        v = np.clip((m - low) / (top - low), 0, 1) if top > low else np.zeros_like(m)
+    m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]))
+    v, signed = _normalize(m, clip, signed)
     return colormaps.apply(v, cmap or ("diverging" if signed else "inferno"))
 
 
@@ -883,6 +889,8 @@ def overlay(
 ) -> Image.Image:
     """The map as a heat map blended over the photo: ``(1 - alpha) * photo + alpha * heat``.
 
+    For signed maps the opacity grows with |value| instead (``min(1, 2 * alpha * |v|)``, v the
+    clipped value in [-1, 1]), so pixels near zero show the photo rather than a white veil.
     ``image``: a tensor (3, 1 or 4 x H x W, or H x W), a PIL image of any mode (grayscale, RGBA,
     16-bit) or a path; alpha is composited over white. ``saliency_map``: H x W (resized to the
     image if needed). Colours and clipping as in :func:`colorize`.
@@ -890,8 +898,10 @@ def overlay(
     if not 0 <= alpha <= 1:
         raise UsageError(f"alpha must be in [0, 1], got {alpha}")
     rgb = _rgb_array(image)
-    heat = colorize(_map_array(saliency_map, rgb.shape[:2]), cmap, clip, signed) / 255.0
-    out = (1 - alpha) * rgb + alpha * heat
+    v, signed = _normalize(_map_array(saliency_map, rgb.shape[:2]), clip, signed)
+    heat = colormaps.apply(v, cmap or ("diverging" if signed else "inferno")) / 255.0
+    a = np.minimum(1.0, 2 * alpha * np.abs(2 * v - 1))[..., None] if signed else alpha
+    out = (1 - a) * rgb + a * heat
     return Image.fromarray(np.round(out * 255).astype(np.uint8), "RGB")
 
 

@@ -2,7 +2,8 @@
 
 For each method the bare baseline is ``passes`` plain forward+backward passes of the same batch
 (1 for gradient, ``samples`` for SmoothGrad, ``steps`` for Integrated Gradients), timed in the
-same run, interleaved with the method, median of ``--rounds``. The goal is a ratio <= 1.1.
+same run, interleaved with the method (which goes first alternates), median of ``--rounds``;
+"paired ratios" is the median (and range) of method / bare within each round. Goal: <= 1.1.
 
     python scripts/bench_saliency.py                      # lite0, 224 px, batch 16
     python scripts/bench_saliency.py --samples 4 --steps 16 --rounds 3   # what fits 2 CPU cores
@@ -93,11 +94,16 @@ def main(argv=None) -> None:
         f"model {args.model}, {args.size} px, batch {args.batch}, device {dev}, "
         f"threads {torch.get_num_threads()}, rounds {args.rounds} (medians)\n"
     )
-    print("| method | passes | method s | bare passes s | images/s | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| method | passes | method s | bare passes s | images/s | ratio | paired ratios |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for name, _, passes in plan:
         m, b = (statistics.median(t) for t in times[name])
-        print(f"| {name} | {passes} | {m:.2f} | {b:.2f} | {args.batch / m:.2f} | {m / b:.3f} |")
+        paired = sorted(x / y for x, y in zip(*times[name]))
+        spread = f"{statistics.median(paired):.3f} ({paired[0]:.3f}-{paired[-1]:.3f})"
+        print(
+            f"| {name} | {passes} | {m:.2f} | {b:.2f} | {args.batch / m:.2f} | {m / b:.3f} "
+            f"| {spread} |"
+        )
 
 
 if __name__ == "__main__":

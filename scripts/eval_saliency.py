@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.v2.functional import center_crop, resize
 
 from dreamviz import load_model
 from dreamviz._lite0 import STAGES
-from dreamviz.io import read_image
+from dreamviz.io import read_image, to_pil
 from dreamviz.models import model_guard
-from dreamviz.saliency import METHODS, blur, panel, saliency
+from dreamviz.saliency import METHODS, blur, overlay, panel, saliency
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 RULES = ("adaptive", "gausslegendre", "riemann_left", "trapezoid")
@@ -79,6 +80,25 @@ def reinit(model, names: list[str], seed: int) -> None:
 
 def all_maps(model, x, classes, opts) -> dict[str, torch.Tensor]:
     return {m: saliency(model, x, classes, m, **opts.get(m, {})) for m in METHODS}
+
+
+def methods_grid(photo: torch.Tensor, maps: dict, tile: int = 140) -> Image.Image:
+    """The photo and each method's overlay, captioned, in rows of four."""
+    small = resize(photo, [tile], antialias=True)
+    tiles = [("photo", to_pil(small))]
+    for m, saliency_map in maps.items():
+        heat = resize(saliency_map[None], [tile], antialias=True)[0]
+        tiles.append((m.replace("_", " "), overlay(small, heat)))
+    font = ImageFont.load_default(size=13)
+    cols, cap = 4, 20
+    rows = -(-len(tiles) // cols)
+    sheet = Image.new("RGB", (cols * (tile + 4) + 4, rows * (tile + cap + 4) + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (label, img) in enumerate(tiles):
+        x0, y0 = 4 + (k % cols) * (tile + 4), 4 + (k // cols) * (tile + cap + 4)
+        sheet.paste(img, (x0, y0))
+        draw.text((x0 + 2, y0 + tile + 3), label, fill=(0, 0, 0), font=font)
+    return sheet
 
 
 def section_ig(args, model) -> str:
@@ -225,6 +245,8 @@ def main(argv=None) -> None:
         for m, maps in original.items():
             picture = panel(x[0], maps[0], model=model, caption=f"{m} ({args.images[0]})")
             picture.quantize(256, dither=0).save(out / f"saliency_{m}.png", optimize=True)
+        grid = methods_grid(x[0], {m: maps[0] for m, maps in original.items()})
+        grid.quantize(256, dither=0).save(out / "saliency_methods.png", optimize=True)
     if "sanity" in sections:
         print("\n### Sanity check: Spearman rank correlation with the trained model's map\n")
         print("Columns: cumulative re-initialization, top-down; |map|, mean over images.")

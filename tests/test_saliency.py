@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -130,7 +132,7 @@ def test_integrated_gradients_completeness_on_lite0(lite0, photos):
 
 
 def test_adaptive_ig_in_memory_groups_gives_the_same_maps(tiny_net, monkeypatch):
-    import dreamviz.saliency as sal
+    sal = importlib.import_module("dreamviz.saliency")  # dreamviz.saliency is the function
 
     net, x = tiny_net(), torch.rand(3, 3, 10, 10)
     whole = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
@@ -467,6 +469,19 @@ def test_overlay_tensor_inputs_and_bad_maps():
     assert zero.shape == (6, 6, 3)
     with pytest.raises(UsageError, match="reduce it over channels"):
         overlay(torch.rand(3, 6, 6), torch.rand(3, 6, 6))
+
+
+def test_signed_overlay_shows_the_photo_where_the_map_is_zero():
+    photo = torch.rand(3, 6, 8)
+    m = torch.zeros(6, 8)
+    m[:, 0], m[:, -1] = -1.0, 1.0
+    out = np.asarray(overlay(photo, m, alpha=0.5)).astype(int)
+    expected = (photo.permute(1, 2, 0) * 255).round().int().numpy()
+    np.testing.assert_array_equal(out[:, 1:-1], expected[:, 1:-1])  # zero: the photo itself
+    np.testing.assert_array_equal(
+        out[:, 0], np.broadcast_to(colormaps.table("diverging")[0], (6, 3))
+    )
+    assert (out[:, -1, 0] > out[:, -1, 2]).all()  # positive: red
 
 
 def test_panel_and_predict(lite0, photo):
