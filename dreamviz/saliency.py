@@ -100,9 +100,12 @@ def as_batch(images, model: VisionModel | None = None) -> torch.Tensor:
 
 
 def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5."""
+    """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5.
+    The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
     from torchvision.transforms.v2.functional import gaussian_blur
 
+    fit = 2 * min(images.shape[-2:]) - 1
+    kernel = min(kernel, fit if fit % 2 else fit - 1)
     return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
 
 
@@ -578,7 +581,7 @@ def guided_backprop(run: _Run) -> torch.Tensor:
         warnings.warn(
             f"guided_backprop: no ReLU ran in {run.model.name}'s forward pass (its activations "
             "are not ReLU/ReLU6), so the result equals the plain gradient",
-            stacklevel=4,
+            stacklevel=3,
         )
     return out
 

@@ -156,6 +156,23 @@ def test_integrated_gradients_exact_on_a_linear_model():
         assert float(info.completeness_error.max()) < 1e-10
 
 
+def test_baselines(tiny_net):
+    from dreamviz.saliency import make_baseline
+
+    x = torch.rand(2, 3, 5, 7)
+    assert make_baseline(x, "black").eq(0).all() and make_baseline(x, "white").eq(1).all()
+    assert make_baseline(x, 0.5).eq(0.5).all()
+    blurred = make_baseline(x, "blurred")  # kernel 31 shrinks to fit a 5 x 7 image
+    assert blurred.shape == x.shape and blurred.std() < x.std()
+    per_image = torch.rand(3, 5, 7)
+    assert torch.equal(make_baseline(x, per_image)[1], per_image)
+    with pytest.raises(UsageError, match="does not fit"):
+        make_baseline(x, torch.rand(3, 4, 4))
+    flat = torch.full((1, 3, 5, 7), 0.3)  # blurring changes nothing: no path, no attribution
+    maps, info = saliency(tiny_net(), flat, 0, "ig", steps=8, baseline="blurred", return_info=True)
+    assert maps.abs().max() < 1e-6 and info.delta.abs().max() < 1e-5
+
+
 def test_quadrature_rules_integrate_what_they_should():
     for rule in QUADRATURES[1:]:
         a, w = quadrature(rule, 8)
