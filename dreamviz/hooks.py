@@ -67,7 +67,10 @@ def probe(model: VisionModel, size: tuple[int, int] | None = None) -> dict[str, 
     try:
         for name, module in named:
             handles.append(module.register_forward_hook(make_hook(name)))
-        x = torch.zeros(1, 3, *size, device=model.device)
+        dtype = next(
+            (t.dtype for t in net.parameters() if t.is_floating_point()), torch.get_default_dtype()
+        )
+        x = torch.zeros(1, 3, *size, device=model.device, dtype=dtype)
         with model_guard(net), torch.no_grad():
             out = model(x)
     finally:

@@ -213,9 +213,9 @@ def render(
                 opt.zero_grad(set_to_none=True)
                 images = param()
                 values = objective_and_grad(images, cap)
-                if not bool(torch.isfinite(values).all()) or any(
-                    p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params
-                ):
+                # one check of N values per step: a NaN gradient makes the next step's image,
+                # hence its objective, non-finite, and last_good is still the image before it
+                if not bool(torch.isfinite(values).all()):
                     raise NonFiniteError(
                         f"the objective became NaN or inf at step {step}; lower --lr or add "
                         "regularization (the last good image is kept)",
