@@ -11,7 +11,7 @@ order that rotates from round to round; a case's figure is the median over round
 speed-up is units/min at batch B over units/min at batch 1, from the same rounds.
 
     python scripts/bench_gallery.py                       # 3 rounds, 8 steps, 2 threads
-    python scripts/bench_gallery.py --write docs/perf/gallery.md
+    python scripts/bench_gallery.py --write table.md
 """
 
 from __future__ import annotations

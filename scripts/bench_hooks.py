@@ -12,7 +12,7 @@ that is repeated N times (a pause in between) and the table reports the median o
 medians, which damps other load on a shared machine.
 
     python scripts/bench_hooks.py                      # batch 1 and 8, 2 threads, 3 runs
-    python scripts/bench_hooks.py --write docs/perf/hooks.md
+    python scripts/bench_hooks.py --write table.md
 """
 
 from __future__ import annotations

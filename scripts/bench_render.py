@@ -18,7 +18,7 @@ rounds. Also prints ms/step at batch 1 and 8.
 
     python scripts/bench_render.py                 # batch 1 and 8
     python scripts/bench_render.py --quick         # fewer rounds
-    python scripts/bench_render.py --write docs/perf/render.md
+    python scripts/bench_render.py --write table.md
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from . import add_model_args, emit, float_range, int_range, parent
 
 DEFAULT_MODEL = "efficientnet_lite0"
 # Chosen by rendering candidate channels of the middle blocks and looking at them: see
-# docs/quality/render.md. It renders in under a minute at 224 px on a 2-core CPU.
+# docs/QUALITY.md. It renders in under a minute at 224 px on a 2-core CPU.
 DEFAULT_UNIT = "blocks.12:0"
 DEFAULT_OUT = "render.png"
 DEFAULT_OUT_DIR = "render"
