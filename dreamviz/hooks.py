@@ -104,12 +104,16 @@ def check_layer(model: VisionModel, layer: str) -> LayerInfo:
     """Validate a layer name against the model; return its :class:`LayerInfo`."""
     model = as_vision_model(model)
     table = probe(model)
+    if layer == LOGITS and LOGITS not in table:
+        raise UsageError(
+            f"{model.name}'s forward pass does not return a tensor of logits; "
+            "target a layer instead (LAYER:CHANNEL)"
+        )
     if layer not in table:
-        if layer not in layer_names(model):
-            raise UsageError(
-                f"unknown layer {layer!r} in {model.name}{suggest(layer, table)}; "
-                f"run `dreamviz layers {model.name}` to list them"
-            )
+        raise UsageError(
+            f"unknown layer {layer!r} in {model.name}{suggest(layer, table)}; "
+            f"run `dreamviz layers {model.name}` to list them"
+        )
     info = table[layer]
     if info.calls == 0:
         raise UsageError(

@@ -371,3 +371,22 @@ def test_capture_can_be_reused(lite0):
         second = cap(x)["blocks.4"]
     assert torch.equal(first, second)
     assert not any(m._forward_hooks for m in lite0.modules())
+
+
+def test_logits_of_a_model_without_tensor_output_is_a_usage_error():
+    from dreamviz.errors import UsageError
+    from dreamviz.hooks import check_layer
+    from dreamviz.models import VisionModel
+
+    class DictOut(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return {"out": self.conv(x)}
+
+    model = VisionModel(DictOut().eval(), input_size=16)
+    assert check_layer(model, "conv").shape == (4, 14, 14)
+    with pytest.raises(UsageError, match="does not return a tensor of logits"):
+        check_layer(model, "logits")
