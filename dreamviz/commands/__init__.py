@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..errors import UsageError
 
@@ -68,9 +69,30 @@ def float_range(lo: float, hi: float | None = None, lo_open: bool = False):
     return parse
 
 
+def image_size(text: str) -> list[int]:
+    """argparse type: ``N`` or ``WxH`` -> [H, W]."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write N or WxH, e.g. 224x160")
+    w = int(m.group(1))
+    h = int(m.group(2)) if m.group(2) else w
+    for v in (w, h):
+        if not 16 <= v <= 8192:
+            raise argparse.ArgumentTypeError(f"size {v} is out of range; use 16..8192 px")
+    return [h, w]
+
+
 def emit(path) -> None:
     """Print one written path per line on stdout, as every command promises."""
     print(str(path), flush=True)
 
 
-__all__ = ["UsageError", "add_model_args", "emit", "float_range", "int_range", "parent"]
+__all__ = [
+    "UsageError",
+    "add_model_args",
+    "emit",
+    "float_range",
+    "image_size",
+    "int_range",
+    "parent",
+]

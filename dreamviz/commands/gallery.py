@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_model_args, emit, float_range, int_range, parent
+from . import add_model_args, emit, float_range, image_size, int_range, parent
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..optim import OPTIMIZERS
     from ..param import PARAMS
     from ..transforms import PRESETS
-    from .render import _size
 
     add_model_args(p)
     w = p.add_argument_group("what to show")
@@ -45,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     o = p.add_argument_group("rendering")
     o.add_argument(
-        "--size", type=_size, default=None, metavar="N|WxH", help=f"default {DEFAULT_SIZE}"
+        "--size", type=image_size, default=None, metavar="N|WxH", help=f"default {DEFAULT_SIZE}"
     )
     o.add_argument(
         "--steps", type=int_range(1, 1_000_000), default=DEFAULT_STEPS, help="default 256"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from . import add_model_args, emit, float_range, int_range, parent
+from . import add_model_args, emit, float_range, image_size, int_range, parent
 
 DEFAULT_MODEL = "efficientnet_lite0"
 # Chosen by rendering candidate channels of the middle blocks and looking at them: see
@@ -43,19 +43,6 @@ SETTINGS: dict[str, object] = {
     "device": "auto",
     "amp": False,
 }
-
-
-def _size(text: str) -> list[int]:
-    """argparse type: ``N`` or ``WxH`` -> [H, W]."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write N or WxH, e.g. 224x160")
-    w = int(m.group(1))
-    h = int(m.group(2)) if m.group(2) else w
-    for v in (w, h):
-        if not 16 <= v <= 8192:
-            raise argparse.ArgumentTypeError(f"size {v} is out of range; use 16..8192 px")
-    return [h, w]
 
 
 def _thresholds(text: str) -> list[int]:
@@ -121,7 +108,7 @@ def add_parser(sub) -> None:
     )
     t.add_argument("--from", dest="recipe", metavar="PNG", help="render the recipe of a PNG again")
     o = p.add_argument_group("optimization")
-    o.add_argument("--size", type=_size, metavar="N|WxH", help="image size (default: model's)")
+    o.add_argument("--size", type=image_size, metavar="N|WxH", help="image size (default: model's)")
     o.add_argument("--steps", type=int_range(1, 1_000_000), help="default 256")
     o.add_argument("--lr", type=float_range(0.0, lo_open=True), help="default 0.05")
     o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default adam")
