@@ -176,8 +176,9 @@ class Capture(contextlib.AbstractContextManager):
     ...     acts["blocks.10"].mean().backward()
 
     * Early stop: modules after the deepest requested layer never run.
-    * In-place safe: outputs are cloned unless the forward pass stops right after them, so a
-      following ``ReLU(inplace=True)`` cannot overwrite what was captured.
+    * In-place safe: unless the forward pass stops right after a captured layer, the layers
+      after it receive a clone, so a following ``ReLU(inplace=True)`` cannot overwrite what
+      was captured, and gradients of later layers with respect to it exist.
     * Modules called more than once per pass, or never, are refused with a clear error.
     * On exit, by success, exception or Ctrl-C, every hook is removed and the network's
       train/eval flags and ``requires_grad`` are restored.
@@ -237,9 +238,13 @@ class Capture(contextlib.AbstractContextManager):
                 and LOGITS not in self.layers
                 and len(self._acts) == len(self._hooked) - 1
             )
-            self._acts[layer] = output if last else output.clone()
+            self._acts[layer] = output
             if last:
                 raise _StopForward
+            # the rest of the network gets a copy: an in-place op after this layer cannot
+            # touch what was captured, and the captured tensor stays on the path to later
+            # layers, so d(later)/d(captured) exists (Grad-CAM needs it)
+            return output.clone()
 
         return hook
 

@@ -212,32 +212,6 @@ class _Target:
 # --------------------------------------------------------------------------- hooks
 
 
-class _Tap:
-    """Keep one layer's output for d(score)/d(output). The layer's consumers get a clone, so an
-    in-place op after the layer (``out += identity``, ``ReLU(inplace=True)``) cannot touch it.
-    The hook is prepended, so it runs before any :class:`Capture` hook on the same module."""
-
-    def __init__(self, model: VisionModel, name: str):
-        self.name = name
-        self.module = dict(model.net.named_modules())[name]
-        self.output: torch.Tensor | None = None
-        self._handle = None
-
-    def _hook(self, _module, _inputs, out):
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            raise UsageError(f"layer {self.name!r} does not return a N x C x H x W feature map")
-        self.output = out
-        return out.clone()
-
-    def __enter__(self) -> _Tap:
-        self._handle = self.module.register_forward_hook(self._hook, prepend=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()
-        self.output = None
-
-
 def _clamp_negative(grad: torch.Tensor) -> torch.Tensor:
     return grad.clamp_min(0)
 
@@ -313,26 +287,26 @@ class _Run:
             self._clean = self.scores(lambda owner, s: self.images[owner])[:, 0]
         return self._clean
 
-    def backward(self, x: torch.Tensor, owner: torch.Tensor, *, guided=False, tap=None):
-        """(d(score)/d(x), score) for one chunk of rows; with ``tap``, (the tapped layer's
-        output, d(score)/d(output)) instead."""
+    def backward(self, x: torch.Tensor, owner: torch.Tensor, *, guided=False, layer=None):
+        """(d(score)/d(x), score) for one chunk of rows; with ``layer`` (which the capture must
+        hook), (that layer's output, d(score)/d(output)) instead."""
         x = x.detach().requires_grad_(True)
         mode = _GuidedReLU() if guided else contextlib.nullcontext()
-        if tap is not None:
-            tap.output = None
         with mode:
-            values = self.target.values(self.capture(x), owner)
+            acts = self.capture(x)
+            values = self.target.values(acts, owner)
         if guided:
             self.info["guided_relus"] = mode.count
-        if tap is None:
+        if layer is None:
             return torch.autograd.grad(values.sum(), x)[0], values.detach()
-        if tap.output is None:
+        act = acts[layer]
+        grad = torch.autograd.grad(values.sum(), act, allow_unused=True)[0]
+        if grad is None:
             raise UsageError(
-                f"layer {tap.name!r} does not run before the target's layer; "
+                f"layer {layer!r} does not run before the target's layer; "
                 "pick an earlier layer (see `dreamviz layers`)"
             )
-        act = tap.output
-        return act.detach(), torch.autograd.grad(values.sum(), act)[0]
+        return act.detach(), grad
 
     def passes(self, make: Callable, samples=1, ids=None, guided=False):
         """Forward+backward passes over rows ``make(owner, s)``, in chunks: yields
@@ -627,11 +601,10 @@ def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Ten
         )
     run.info["layer"] = name
     cams = []
-    with _Tap(run.model, name) as tap:
-        for _, owner, _ in run.chunks():
-            act, grad = run.backward(run.images[owner], owner, tap=tap)
-            cam = (grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True)
-            cams.append(cam.clamp_min(0) if relu else cam)
+    for _, owner, _ in run.chunks():
+        act, grad = run.backward(run.images[owner], owner, layer=name)
+        cam = (grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True)
+        cams.append(cam.clamp_min(0) if relu else cam)
     return F.interpolate(torch.cat(cams), size=size, mode="bilinear", align_corners=False)
 
 
@@ -646,6 +619,7 @@ class Method:
     fn: Callable
     reduce: str  # the documented reduction over colour channels
     clean: bool = True  # the rows are the images themselves (top-1 found in the same pass)
+    layer: bool = False  # takes ``layer=``, a feature map the capture must also hook
 
 
 METHODS: dict[str, Method] = {
@@ -654,8 +628,8 @@ METHODS: dict[str, Method] = {
     "smoothgrad": Method(smoothgrad, "max_abs", clean=False),
     "integrated_gradients": Method(integrated_gradients, "sum", clean=False),
     "guided_backprop": Method(guided_backprop, "max_abs"),
-    "gradcam": Method(gradcam, "sum"),
-    "guided_gradcam": Method(guided_gradcam, "max_abs"),
+    "gradcam": Method(gradcam, "sum", layer=True),
+    "guided_gradcam": Method(guided_gradcam, "max_abs", layer=True),
 }
 ALIASES = {"ig": "integrated_gradients", "grad": "gradient", "vanilla": "gradient"}
 
@@ -788,7 +762,12 @@ def saliency(
     x = as_batch(images, model)
     with model_guard(model), _default_dtype(x.dtype):
         run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
-        with Capture(model, run.target.layers, stop_early=True, guard=False) as cap:
+        layers = list(run.target.layers)
+        if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
+            name = options.get("layer") or gradcam_layer(model, x.shape[-2:])
+            options = {**options, "layer": name}
+            layers.append(name)
+        with Capture(model, layers, stop_early=True, guard=False) as cap:
             run.capture = cap
             if not meth.clean and run.target.unresolved:
                 run.clean_scores()
