@@ -10,30 +10,24 @@ Images everywhere are float tensors N x 3 x H x W in [0, 1].
 >>> dreamed = dreamviz.dream(model, "assets/chelsea.jpg").image
 >>> dreamviz.gallery.build("efficientnet_lite0", ["blocks.8"], channels="0-15", out="gallery")
 
-The top-level names ``render``, ``saliency`` and ``dream`` are the functions; import their
-modules' other names with ``from dreamviz.render import RenderResult`` and the like.
+``dreamviz.render``, ``dreamviz.saliency`` and ``dreamviz.dream`` are functions; their modules
+are :mod:`dreamviz.engine`, :mod:`dreamviz.attribution` and :mod:`dreamviz.deepdream`. The
+README's "How it is built" section maps every module to its layer.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import gallery, objectives, optim, param, regularizers, transforms  # noqa: E402
-from .dream import DreamResult, dream, dream_frames  # noqa: E402
-from .errors import DreamvizError, NonFiniteError, UsageError  # noqa: E402
-from .hooks import Capture, capture, parse_unit  # noqa: E402
-from .models import VisionModel, list_models, load_model  # noqa: E402
-from .objectives import (  # noqa: E402
-    channel,
-    class_logit,
-    direction,
-    diversity,
-    layer,
-    neuron,
-)
-from .param import image_param  # noqa: E402
-from .render import RenderResult, render  # noqa: E402
-from .saliency import overlay, panel, saliency  # noqa: E402
+from . import defaults, gallery, objectives, optim, param, regularizers, transforms
+from ._version import __version__
+from .attribution import saliency
+from .deepdream import DreamResult, dream, dream_frames
+from .engine import RenderResult, render
+from .errors import DreamvizError, NonFiniteError, UsageError
+from .hooks import Capture, capture, parse_unit
+from .models import VisionModel, list_models, load_model
+from .objectives import channel, class_logit, direction, diversity, layer, neuron
+from .param import image_param
+from .visualize import overlay, panel
 
 __all__ = [
     "Capture",
@@ -47,6 +41,7 @@ __all__ = [
     "capture",
     "channel",
     "class_logit",
+    "defaults",
     "direction",
     "diversity",
     "dream",

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from ._version import __version__
 from .errors import DreamvizError
 
 COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery"]

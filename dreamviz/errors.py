@@ -1,19 +1,61 @@
-"""Exceptions with one-line messages that name the fix.
+"""Exceptions with one-line messages that name the fix (layer 0: imports nothing from dreamviz).
 
-The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``:
-2 for usage errors (a bad name, value or path the user typed), 1 for other failures.
+The CLI prints the message on one line and exits with ``error.exit_code``: 2 for usage errors (a
+bad name, value or path the user typed), 1 for other failures.
+
+Messages name the *argument* to change with :func:`arg`, never a command-line flag: a Python
+caller reads ``lower lr`` or ``weights=PATH``, and the CLI, which alone knows its flags, shows the
+same message as ``lower --lr`` or ``--weights PATH`` (:meth:`DreamvizError.for_cli`).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+
+_ARG = re.compile(r"\x02([A-Za-z_][A-Za-z0-9_]*)(?:=([^\x03]*))?\x03")
+
+
+def arg(name: str, value: str | None = None) -> str:
+    """Mark an API argument (and optionally a value for it) inside an error message.
+
+    ``arg("lr")`` reads ``lr`` from Python and ``--lr`` on the command line;
+    ``arg("weights", "PATH")`` reads ``weights=PATH`` and ``--weights PATH``.
+    """
+    return f"\x02{name}\x03" if value is None else f"\x02{name}={value}\x03"
+
+
+def _python(m: re.Match) -> str:
+    name, value = m.group(1), m.group(2)
+    return name if value is None else f"{name}={value}"
+
+
+def cli_text(message: str, flags: Mapping[str, str] | None = None) -> str:
+    """A message with its :func:`arg` marks written as command-line flags: ``flags`` maps an
+    argument to its flag where the two differ (``param_kind`` -> ``--param``); otherwise
+    ``some_name`` becomes ``--some-name``. Quotes around a value are dropped."""
+    flags = flags or {}
+
+    def sub(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        flag = flags.get(name) or "--" + name.replace("_", "-")
+        return flag if value is None else f"{flag} {value.strip(chr(39) + chr(34))}"
+
+    return _ARG.sub(sub, message)
 
 
 class DreamvizError(Exception):
     """A failure that is reported to the user as one line, without a traceback."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return _ARG.sub(_python, super().__str__())
+
+    def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message as the command line shows it (see :func:`cli_text`)."""
+        return cli_text(super().__str__(), flags)
 
 
 class UsageError(DreamvizError, ValueError):

@@ -12,7 +12,7 @@ writes into ``out``:
 * ``index.html`` - a static page (no server, inline CSS/JS, relative image paths): a grid per
   layer, a larger view with the recipe and the command that reproduces each image.
 
-Rendering goes through :func:`dreamviz.render.render`. ``batch`` units are optimized in one
+Rendering goes through :func:`dreamviz.engine.render`. ``batch`` units are optimized in one
 pass with the objective ``sum_i channel(layer_i, c_i, batch=i)``; each unit has its own seed,
 ``hash(seed, unit)``, which alone fixes its start and its random transforms, so a unit comes out
 the same whichever batch it is in, up to float rounding of batched convolutions.
@@ -36,7 +36,6 @@ import contextlib
 import datetime
 import hashlib
 import html
-import importlib
 import json
 import os
 import re
@@ -48,15 +47,13 @@ from urllib.parse import quote
 
 import torch
 
-from . import __version__
+from . import engine as _engine
+from ._version import __version__
 from .errors import NonFiniteError, UsageError
 from .hooks import LOGITS, Capture, check_layer, check_unit, num_channels
 from .io import read_image, save_png, versions, write_json, write_text
 from .models import BUNDLED, VisionModel, as_vision_model, load_model
 from .objectives import channel, class_logit
-
-# the module, not the function: ``dreamviz.render`` may be re-exported as a function
-_engine = importlib.import_module(".render", __package__)
 
 DEFAULT_SIZE = 128
 DEFAULT_STEPS = 256

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from .errors import UsageError
 
 RECIPE_KEY = "dreamviz"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def _umask() -> int:
@@ -98,6 +99,110 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
         raise UsageError(
             f"cannot read {path!r} as an image ({type(e).__name__}); give a JPEG, PNG or WebP file"
         ) from e
+
+
+def load_image(item) -> torch.Tensor:
+    """A path, a PIL image or a tensor -> a tensor (paths and PIL images: 3 x H x W in [0, 1])."""
+    if isinstance(item, (str, os.PathLike)):
+        return read_image(item)
+    if isinstance(item, Image.Image):
+        return pil_to_tensor(item)
+    if isinstance(item, torch.Tensor):
+        return item
+    raise UsageError(
+        f"cannot use {type(item).__name__} as an image; give a tensor, a PIL image or a path"
+    )
+
+
+def as_batch(images, model=None) -> torch.Tensor:
+    """N x 3 x H x W float tensor from a tensor, a PIL image, a path, or a list of those.
+
+    uint8 tensors are scaled to [0, 1]. With a model (a ``VisionModel``: anything with ``mean``,
+    ``std``, ``net`` and ``device``) that normalizes, values outside [0, 1] are refused, since
+    the model normalizes them itself; the batch moves to the model's device and dtype.
+    """
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise UsageError("no images given; pass a tensor N x 3 x H x W, a PIL image or a path")
+    tensors = [load_image(i) for i in items]
+    if len(tensors) == 1:
+        x = tensors[0]
+    else:
+        sizes = {tuple(t.shape[-2:]) for t in tensors}
+        if len(sizes) > 1:
+            listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+            raise UsageError(
+                f"the images have different sizes ({listed}); resize them to one size "
+                "or pass them one at a time"
+            )
+        x = torch.cat([t if t.dim() == 4 else t.unsqueeze(0) for t in tensors])
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+        raise UsageError(
+            f"images must be N x 3 x H x W (RGB), got shape {tuple(x.shape)}; "
+            "expand grayscale with images.expand(-1, 3, -1, -1) and drop alpha channels"
+        )
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    if not x.is_floating_point():
+        raise UsageError(f"images must be a float tensor in [0, 1], got {x.dtype}")
+    x = x.detach()
+    if model is not None:
+        norm = bool((model.mean != 0).any() or (model.std != 1).any())
+        lo, hi = float(x.min()), float(x.max())
+        if norm and (lo < -0.01 or hi > 1.01):
+            raise UsageError(
+                f"images must be pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; pass "
+                "unnormalized images (the model normalizes them itself), scaled by 1/255 if 0..255"
+            )
+        p = next(model.net.parameters(), None)
+        dtype = p.dtype if p is not None and p.is_floating_point() else x.dtype
+        x = x.to(model.device, dtype)
+    return x
+
+
+def as_image(image) -> torch.Tensor:
+    """A path, PIL image or tensor (3 x H x W, H x W or 1 x 3 x H x W in [0, 1]; uint8 scaled)
+    -> one 3 x H x W float image on the CPU."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() == 2:
+            t = t.unsqueeze(0)
+        if t.dim() != 3 or t.shape[0] not in (1, 3):
+            raise UsageError(
+                f"image must be 3 x H x W (or 1 x 3 x H x W), got {tuple(image.shape)}"
+            )
+        if not t.is_floating_point():
+            t = t.float() / (65535.0 if t.dtype == torch.int32 else 255.0)
+        return t.float().cpu().expand(3, -1, -1).clamp(0, 1).contiguous()
+    raise UsageError(f"image must be a path, a PIL image or a tensor, not {type(image).__name__}")
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of 3 x H x W or N x 3 x H x W to (H, W)."""
+    import torch.nn.functional as F
+
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    if tuple(x.shape[-2:]) == tuple(size):
+        out = x
+    else:
+        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out if image.dim() == 4 else out[0]
+
+
+def sample_photos() -> list[Path]:
+    """The CC0 sample photos shipped inside the package (``dreamviz/data/photos``)."""
+    folder = Path(__file__).resolve().parent / "data" / "photos"
+    if not folder.is_dir():
+        return []
+    return sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -195,7 +300,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
 def versions() -> dict[str, str]:
     import torchvision
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "dreamviz": __version__,

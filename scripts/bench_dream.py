@@ -31,7 +31,7 @@ def _sync(device: torch.device) -> None:
 
 
 def step_overhead(model, size: int, steps: int, rounds: int) -> dict:
-    from dreamviz.dream import dream
+    from dreamviz.deepdream import dream
     from dreamviz.hooks import Capture
 
     dev = model.device
@@ -88,7 +88,7 @@ def child(size: int, steps: int, device: str, threads: int) -> None:
     """
     torch.set_num_threads(threads)
     import dreamviz
-    from dreamviz.dream import dream
+    from dreamviz.deepdream import dream
 
     model = dreamviz.load_model(device=device)
     torch.manual_seed(0)

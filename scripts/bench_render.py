@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 import dreamviz
+from dreamviz.engine import render
 from dreamviz.objectives import channel, class_logit
-from dreamviz.render import render
 
 CASES = [
     ("early", "blocks.2", 5),

@@ -18,8 +18,8 @@ import time
 import torch
 
 from dreamviz import load_model
+from dreamviz.attribution import saliency
 from dreamviz.models import model_guard
-from dreamviz.saliency import saliency
 
 
 def sync(device: torch.device) -> None:

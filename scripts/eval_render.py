@@ -33,10 +33,10 @@ from PIL import Image, ImageDraw
 
 import dreamviz
 from dreamviz import transforms as T
+from dreamviz.engine import render
 from dreamviz.hooks import Capture
 from dreamviz.io import read_image, to_pil
 from dreamviz.objectives import channel, class_logit
-from dreamviz.render import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = [

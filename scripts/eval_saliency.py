@@ -26,9 +26,10 @@ from torchvision.transforms.v2.functional import center_crop, resize
 
 from dreamviz import load_model
 from dreamviz._lite0 import STAGES
+from dreamviz.attribution import METHODS, blur, saliency
 from dreamviz.io import read_image, to_pil
 from dreamviz.models import model_guard
-from dreamviz.saliency import METHODS, blur, overlay, panel, saliency
+from dreamviz.visualize import overlay, panel
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 RULES = ("adaptive", "gausslegendre", "riemann_left", "trapezoid")

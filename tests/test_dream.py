@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamviz.dream import (
+from dreamviz.deepdream import (
     DEFAULT_LAYERS,
     as_image,
     default_layer,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dreamviz.engine import render
 from dreamviz.errors import UsageError
 from dreamviz.objectives import channel
 from dreamviz.optim import OPTIMIZERS, grad_normalizer, make_optimizer, normalize_grads
-from dreamviz.render import render
 
 # (optimizer, lr): plain SGD steps are proportional to the gradient, which is small for a
 # Fourier image; momentum and the adaptive optimizers use the usual rates

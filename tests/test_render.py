@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dreamviz.engine import render, tile_boxes
 from dreamviz.errors import NonFiniteError, UsageError
 from dreamviz.hooks import Capture
 from dreamviz.objectives import Objective, channel, class_logit
 from dreamviz.regularizers import L2, Blur
-from dreamviz.render import render, tile_boxes
 
 
 def _activation(model, images, layer, c):

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import dreamviz.engine as render_module
 from dreamviz.cli import main
 from dreamviz.commands.render import DEFAULT_UNIT
 from dreamviz.errors import NonFiniteError
 from dreamviz.io import read_recipe
 
-render_module = importlib.import_module("dreamviz.render")
 SMALL = ["--size", "40", "--steps", "4", "--device", "cpu"]
 
 

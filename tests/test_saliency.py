@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -12,21 +10,11 @@ from PIL import Image
 from torch import nn
 
 from dreamviz import colormaps
+from dreamviz.attribution import METHODS, QUADRATURES, gradcam_layer, quadrature, saliency
 from dreamviz.errors import UsageError
-from dreamviz.io import read_image
+from dreamviz.io import as_batch, read_image
 from dreamviz.objectives import channel
-from dreamviz.saliency import (
-    METHODS,
-    QUADRATURES,
-    as_batch,
-    colorize,
-    gradcam_layer,
-    overlay,
-    panel,
-    predict,
-    quadrature,
-    saliency,
-)
+from dreamviz.visualize import colorize, overlay, panel, predict
 
 # options that keep every method fast on tiny inputs; steps=16 exercises the adaptive IG rule
 FAST = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 16}}
@@ -132,7 +120,7 @@ def test_integrated_gradients_completeness_on_lite0(lite0, photos):
 
 
 def test_adaptive_ig_in_memory_groups_gives_the_same_maps(tiny_net, monkeypatch):
-    sal = importlib.import_module("dreamviz.saliency")  # dreamviz.saliency is the function
+    import dreamviz.attribution as sal
 
     net, x = tiny_net(), torch.rand(3, 3, 10, 10)
     whole = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
@@ -157,7 +145,7 @@ def test_integrated_gradients_exact_on_a_linear_model():
 
 
 def test_baselines(tiny_net):
-    from dreamviz.saliency import make_baseline
+    from dreamviz.attribution import make_baseline
 
     x = torch.rand(2, 3, 5, 7)
     assert make_baseline(x, "black").eq(0).all() and make_baseline(x, "white").eq(1).all()

@@ -173,8 +173,9 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .. import io
-    from ..dream import as_image, dream, dream_frames
+    from ..deepdream import dream, dream_frames
     from ..errors import UsageError
+    from ..io import as_image
 
     out, frame_stem = _outputs(args)
     image = as_image(args.image)  # one-line error for a missing or unreadable file first

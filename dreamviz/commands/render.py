@@ -324,10 +324,10 @@ def _progress(steps: int):
 
 
 def run(args) -> int:
+    from ..engine import render
     from ..errors import NonFiniteError
     from ..io import save_png
     from ..models import load_model
-    from ..render import render
 
     recipe = _merge_recipe(args)
     model = load_model(args.model, weights=args.weights, device=args.device)

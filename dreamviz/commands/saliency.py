@@ -10,7 +10,7 @@ from . import add_model_args, emit, float_range, int_range, parent
 
 
 def add_parser(sub) -> None:
-    from ..saliency import METHODS
+    from ..attribution import METHODS
 
     p = sub.add_parser(
         "saliency",
@@ -79,7 +79,7 @@ def add_parser(sub) -> None:
 
 
 def _methods(text: str) -> list[str]:
-    from ..saliency import METHODS, get_method
+    from ..attribution import METHODS, get_method
 
     if text.strip() == "all":
         return list(METHODS)
@@ -89,7 +89,7 @@ def _methods(text: str) -> list[str]:
 
 def _options(args, method: str) -> dict:
     """The CLI options the method takes, as keywords for saliency()."""
-    from ..saliency import method_options
+    from ..attribution import method_options
 
     try:
         baseline = float(args.baseline)
@@ -119,10 +119,10 @@ def _load(path: str, size: int | None, model):
 
 def _validate(args, model, methods: list[str]) -> None:
     """Fail before any image is read: the target, layer and colours depend only on the model."""
+    from ..attribution import _entry, make_baseline
     from ..colormaps import table
     from ..errors import UsageError
     from ..hooks import check_layer
-    from ..saliency import _entry, make_baseline
 
     _entry(model, args.target)
     if args.layer:
@@ -138,9 +138,10 @@ def _validate(args, model, methods: list[str]) -> None:
 
 
 def run(args) -> int:
+    from ..attribution import METHODS, reduce, saliency
     from ..errors import DreamvizError, UsageError
     from ..io import save_png, versions
-    from ..saliency import METHODS, overlay, panel, reduce, saliency
+    from ..visualize import overlay, panel
 
     methods = _methods(args.method)
     if args.output and (len(args.images) > 1 or len(methods) > 1):

@@ -3,7 +3,7 @@
 >>> maps = saliency(model, images)                            # N x H x W, each image's top-1
 >>> maps = saliency(model, "cat.jpg", "tabby", method="integrated_gradients", steps=64)
 >>> maps = saliency(model, images, "blocks.10:5", method="smoothgrad")  # a unit, not a class
->>> overlay(image, maps[0]).save("map.png")
+>>> overlay(image, maps[0]).save("map.png")   # drawing: dreamviz.visualize
 
 Every method is a short function on one shared helper, :meth:`_Run.gradients`, which runs the
 forward and backward passes in chunks of ``internal_batch_size`` rows (a row is one image, one
@@ -19,84 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
 from torch.overrides import TorchFunctionMode
 
-from . import colormaps
 from .errors import UsageError, suggest
 from .hooks import LOGITS, Capture, check_layer, layer_names, parse_unit, probe
-from .io import pil_to_tensor, read_image
+from .io import as_batch
 from .models import VisionModel, as_vision_model, model_guard
 from .objectives import Objective, channel, layer
-
-# --------------------------------------------------------------------------- inputs
-
-
-def _one_image(item) -> torch.Tensor:
-    if isinstance(item, (str, os.PathLike)):
-        return read_image(item)
-    if isinstance(item, Image.Image):
-        return pil_to_tensor(item)
-    if isinstance(item, torch.Tensor):
-        return item
-    raise UsageError(
-        f"cannot use {type(item).__name__} as an image; give a tensor, a PIL image or a path"
-    )
-
-
-def as_batch(images, model: VisionModel | None = None) -> torch.Tensor:
-    """N x 3 x H x W float tensor from a tensor, a PIL image, a path, or a list of those.
-
-    uint8 tensors are scaled to [0, 1]. With a model that normalizes (a ``VisionModel`` with a
-    mean or std), values outside [0, 1] are refused: the model normalizes them itself.
-    """
-    items = list(images) if isinstance(images, (list, tuple)) else [images]
-    if not items:
-        raise UsageError("no images given; pass a tensor N x 3 x H x W, a PIL image or a path")
-    tensors = [_one_image(i) for i in items]
-    if len(tensors) == 1:
-        x = tensors[0]
-    else:
-        sizes = {tuple(t.shape[-2:]) for t in tensors}
-        if len(sizes) > 1:
-            listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
-            raise UsageError(
-                f"the images have different sizes ({listed}); resize them to one size "
-                "or call saliency() once per image"
-            )
-        x = torch.cat([t if t.dim() == 4 else t.unsqueeze(0) for t in tensors])
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
-        raise UsageError(
-            f"images must be N x 3 x H x W (RGB), got shape {tuple(x.shape)}; "
-            "expand grayscale with images.expand(-1, 3, -1, -1) and drop alpha channels"
-        )
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    if not x.is_floating_point():
-        raise UsageError(f"images must be a float tensor in [0, 1], got {x.dtype}")
-    x = x.detach()
-    if model is not None:
-        norm = bool((model.mean != 0).any() or (model.std != 1).any())
-        lo, hi = float(x.min()), float(x.max())
-        if norm and (lo < -0.01 or hi > 1.01):
-            raise UsageError(
-                f"images must be pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; pass "
-                "unnormalized images (the model normalizes them itself), scaled by 1/255 if 0..255"
-            )
-        p = next(model.net.parameters(), None)
-        dtype = p.dtype if p is not None and p.is_floating_point() else x.dtype
-        x = x.to(model.device, dtype)
-    return x
 
 
 def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
@@ -783,181 +719,15 @@ def saliency(
     return out, SaliencyInfo(name, run.target.labels(), classes, **known)
 
 
-# --------------------------------------------------------------------------- pictures
-
-
-def _rgb_array(image) -> np.ndarray:
-    """Any image (tensor 3/1/4 x H x W or H x W, PIL of any mode, path) -> H x W x 3 in [0, 1]."""
-    if isinstance(image, (str, os.PathLike, Image.Image)):
-        image = _one_image(image)
-    if isinstance(image, np.ndarray):
-        arr = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
-        image = torch.from_numpy(arr if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
-    if not isinstance(image, torch.Tensor):
-        raise UsageError(f"cannot use {type(image).__name__} as an image")
-    t = image.detach().float().cpu()
-    if t.dim() == 4 and t.shape[0] == 1:
-        t = t[0]
-    if t.dim() == 2:
-        t = t.unsqueeze(0)
-    if t.dtype == torch.uint8 or image.dtype == torch.uint8:
-        t = t / 255.0
-    if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
-        raise UsageError(f"image must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}")
-    if t.shape[0] == 4:  # composite over white, as io.pil_to_tensor does
-        t = t[:3] * t[3:] + (1 - t[3:])
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return t.clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
-    m = (
-        torch.as_tensor(
-            np.asarray(saliency_map) if not isinstance(saliency_map, torch.Tensor) else saliency_map
-        )
-        .detach()
-        .float()
-        .cpu()
-    )
-    while m.dim() > 2 and m.shape[0] == 1:
-        m = m[0]
-    if m.dim() != 2:
-        raise UsageError(
-            f"map must be H x W, got shape {tuple(m.shape)}; reduce it over channels first "
-            "(saliency(..., reduce='auto') or dreamviz.saliency.reduce(raw, 'max_abs'))"
-        )
-    if tuple(m.shape) != size:
-        m = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    return m.numpy().astype(np.float64)
-
-
-def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndarray, bool]:
-    """Values in [0, 1] for a colour map (0.5 is zero for signed maps), and whether signed."""
-    if not 0 < clip <= 100:
-        raise UsageError(f"clip must be a percentile in (0, 100], got {clip}")
-    m = np.nan_to_num(m)
-    signed = bool(m.min() < 0) if signed is None else signed
-    if signed:
-        top = np.percentile(np.abs(m), clip)
-        return (0.5 + 0.5 * np.clip(m / top, -1, 1) if top > 0 else np.full_like(m, 0.5)), True
-    low, top = m.min(), np.percentile(m, clip)
-    return (np.clip((m - low) / (top - low), 0, 1) if top > low else np.zeros_like(m)), False
-
-
-def colorize(
-    saliency_map, cmap: str | None = None, clip: float = 99.0, signed: bool | None = None
-) -> np.ndarray:
-    """An H x W map as an H x W x 3 uint8 picture.
-
-    The map is clipped at its ``clip`` percentile (of |map| for signed maps) before scaling, so
-    a few extreme pixels do not wash out the rest. Signed maps (``signed=None``: any value < 0)
-    use the ``diverging`` map with 0 at white; magnitudes scale from their minimum and use
-    ``inferno``.
-    """
-    m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]))
-    v, signed = _normalize(m, clip, signed)
-    return colormaps.apply(v, cmap or ("diverging" if signed else "inferno"))
-
-
-def overlay(
-    image,
-    saliency_map,
-    *,
-    cmap: str | None = None,
-    alpha: float = 0.5,
-    clip: float = 99.0,
-    signed: bool | None = None,
-) -> Image.Image:
-    """The map as a heat map blended over the photo: ``(1 - alpha) * photo + alpha * heat``.
-
-    For signed maps the opacity grows with |value| instead (``min(1, 2 * alpha * |v|)``, v the
-    clipped value in [-1, 1]), so pixels near zero show the photo rather than a white veil.
-    ``image``: a tensor (3, 1 or 4 x H x W, or H x W), a PIL image of any mode (grayscale, RGBA,
-    16-bit) or a path; alpha is composited over white. ``saliency_map``: H x W (resized to the
-    image if needed). Colours and clipping as in :func:`colorize`.
-    """
-    if not 0 <= alpha <= 1:
-        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
-    rgb = _rgb_array(image)
-    v, signed = _normalize(_map_array(saliency_map, rgb.shape[:2]), clip, signed)
-    heat = colormaps.apply(v, cmap or ("diverging" if signed else "inferno")) / 255.0
-    a = np.minimum(1.0, 2 * alpha * np.abs(2 * v - 1))[..., None] if signed else alpha
-    out = (1 - a) * rgb + a * heat
-    return Image.fromarray(np.round(out * 255).astype(np.uint8), "RGB")
-
-
-def predict(model, image) -> tuple[str, float, int]:
-    """The top-1 class of one image: (name, softmax probability, index)."""
-    model = as_vision_model(model)
-    x = as_batch(image, model)[:1]
-    with model_guard(model), torch.no_grad():
-        probs = _check_logits(model(x)).softmax(1)[0]
-    p, i = probs.max(0)
-    name = model.classes[int(i)] if model.classes else f"class {int(i)}"
-    return name, float(p), int(i)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def panel(
-    image,
-    saliency_map,
-    *,
-    model=None,
-    caption: str | Sequence[str] | None = None,
-    cmap: str | None = None,
-    alpha: float = 0.5,
-    clip: float = 99.0,
-    signed: bool | None = None,
-) -> Image.Image:
-    """Side by side: the photo, the map, the overlay; below, the caption lines and, with
-    ``model``, the predicted class and its probability."""
-    rgb = _rgb_array(image)
-    h, w = rgb.shape[:2]
-    m = _map_array(saliency_map, (h, w))
-    photo = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
-    heat = Image.fromarray(colorize(m, cmap, clip, signed), "RGB")
-    lines = [caption] if isinstance(caption, str) else list(caption or [])
-    if model is not None:
-        name, p, i = predict(model, _chw(rgb))
-        lines.append(f"predicted: {name} ({i}), p = {p:.1%}")
-    font = _font(max(11, h // 16))
-    line_h = int(font.getbbox("Ag")[3] * 1.35) + 2 if lines else 0
-    pad = 4
-    canvas = Image.new("RGB", (3 * w + 4 * pad, h + 2 * pad + line_h * len(lines)), "white")
-    blend = overlay(_chw(rgb), m, cmap=cmap, alpha=alpha, clip=clip, signed=signed)
-    for k, tile in enumerate((photo, heat, blend)):
-        canvas.paste(tile, (pad + k * (w + pad), pad))
-    draw = ImageDraw.Draw(canvas)
-    for j, text in enumerate(lines):
-        draw.text((pad, h + 2 * pad + j * line_h), text, fill=(0, 0, 0), font=font)
-    return canvas
-
-
-def _chw(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
-
-
 __all__ = [
     "METHODS",
     "QUADRATURES",
     "REDUCTIONS",
     "SaliencyInfo",
-    "as_batch",
     "blur",
-    "colorize",
     "gradcam_layer",
     "make_baseline",
     "method_names",
-    "overlay",
-    "panel",
-    "predict",
     "quadrature",
     "reduce",
     "saliency",

@@ -5,7 +5,7 @@
 * the photo is shrunk into ``octaves`` levels, each ``octave_scale`` times smaller (torch's
   antialiased bilinear resize); the smallest is dreamed first, then the detail the dream added
   (dreamed - base) is upsampled and added to the next level's base, up to the full size;
-* each octave is ONE call of :func:`dreamviz.render.render` (the one optimization loop) on raw
+* each octave is ONE call of :func:`dreamviz.engine.render` (the one optimization loop) on raw
   pixels kept in [0, 1] (``valid="clamp"``), with a random roll of up to ``jitter`` px per
   step, plain SGD and the gradient normalized by its mean absolute value;
 * images larger than ``tile`` are processed as equal tiles whose gradients are accumulated; the
@@ -33,7 +33,6 @@ scaled down to at most twice the model's input size.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,17 +40,16 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from . import objectives as obj_mod
 from . import transforms as tf_mod
+from .engine import render, tile_boxes
 from .errors import UsageError
 from .hooks import LOGITS, Capture, check_layer, probe
-from .io import pil_to_tensor, read_image
+from .io import as_image, resize
 from .models import as_vision_model
 from .objectives import Objective
 from .param import image_param
-from .render import render, tile_boxes
 
 #: A layer per model that gives the classic look (mean of squares of its output).
 DEFAULT_LAYERS: dict[str, str] = {
@@ -115,7 +113,7 @@ def _guide_features(model, guide, layers: Sequence[str]) -> dict[str, torch.Tens
     h, w = image.shape[-2:]
     if max(h, w) > limit:
         s = limit / max(h, w)
-        image = _resize(image, (max(1, round(h * s)), max(1, round(w * s))))
+        image = resize(image, (max(1, round(h * s)), max(1, round(w * s))))
     _check_workable(model, list(layers), [tuple(image.shape[-2:])], what="the guide image")
     with Capture(model, layers) as cap, torch.no_grad():
         acts = cap(image.unsqueeze(0).to(model.device))
@@ -223,38 +221,6 @@ def _parse(name: str, model) -> Objective:
 
 
 # ------------------------------------------------------------------------- images
-
-
-def as_image(image) -> torch.Tensor:
-    """A path, PIL image or tensor (3 x H x W or 1 x 3 x H x W in [0, 1]) -> 3 x H x W float."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
-    if isinstance(image, Image.Image):
-        return pil_to_tensor(image)
-    if isinstance(image, torch.Tensor):
-        t = image.detach()
-        if t.dim() == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.dim() == 2:
-            t = t.unsqueeze(0)
-        if t.dim() != 3 or t.shape[0] not in (1, 3):
-            raise UsageError(
-                f"image must be 3 x H x W (or 1 x 3 x H x W), got {tuple(image.shape)}"
-            )
-        if not t.is_floating_point():
-            t = t.float() / (65535.0 if t.dtype == torch.int32 else 255.0)
-        return t.float().cpu().expand(3, -1, -1).clamp(0, 1).contiguous()
-    raise UsageError(f"image must be a path, a PIL image or a tensor, not {type(image).__name__}")
-
-
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize of 3 x H x W or N x 3 x H x W to (H, W)."""
-    x = image if image.dim() == 4 else image.unsqueeze(0)
-    if tuple(x.shape[-2:]) == tuple(size):
-        out = x
-    else:
-        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return out if image.dim() == 4 else out[0]
 
 
 def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -411,13 +377,13 @@ def _dream_bound(
     h, w = image.shape[-2:]
     sizes = plan_octaves(model, list(objective.layers), h, w, octaves, octave_scale, tile)
     grad_norm = lap_normalizer(lap_levels) if lap_levels else "mean_abs"
-    bases = [_resize(image, s) for s in sizes]
+    bases = [resize(image, s) for s in sizes]
     total = len(sizes) * steps
     result = DreamResult(image=image, sizes=list(sizes), objective=str(objective))
     detail = torch.zeros_like(bases[0])
     dreamed = bases[0]
     for k, base in enumerate(bases):
-        detail = _resize(detail, tuple(base.shape[-2:]))
+        detail = resize(detail, tuple(base.shape[-2:]))
         done = k * steps
 
         def step_cb(step, _steps, values, done=done):
@@ -447,7 +413,7 @@ def _dream_bound(
         result.octaves = k + 1
         if out.interrupted:  # keep what was dreamed: its detail over the full-size photo
             result.interrupted = True
-            dreamed = (image + _resize(detail, (h, w))).clamp(0, 1)
+            dreamed = (image + resize(detail, (h, w))).clamp(0, 1)
             break
     result.image = dreamed
     result.seconds = time.perf_counter() - start

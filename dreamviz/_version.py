@@ -1,0 +1,3 @@
+"""The package version (layer 0): pyproject.toml reads it from here."""
+
+__version__ = "0.2.0"

@@ -1,0 +1,113 @@
+"""Every default of dreamviz, in one place (layer 0: imports nothing from dreamviz).
+
+The Python API's signatures, the CLI's flags and help texts, the gallery, and the recipe stored
+in every PNG all read these values; change one here and all of them follow. The mappings are
+read-only: copy one (``dict(RENDER)``) to change it.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+#: The model every command uses when none is named: bundled, offline ImageNet weights.
+MODEL = "efficientnet_lite0"
+
+#: Feature visualization (``render``): every setting that shapes the image. The PNG recipe
+#: stores all of them, and ``--from PNG`` reads them back.
+RENDER = MappingProxyType(
+    {
+        "size": None,  # None: the model's input size
+        "steps": 256,
+        "lr": 0.05,
+        "optimizer": "adam",
+        "param": "fft",
+        "decorrelate": True,
+        "transforms": "standard",
+        "settle": 0.15,  # final fraction of steps without transforms
+        "l1": 0.0,
+        "l2": 0.0,
+        "tv": 0.0,
+        "blur": 0.0,
+        "diversity": 0.0,
+        "batch": 1,  # images per target
+        "seed": 0,
+        "device": "auto",
+        "amp": False,
+    }
+)
+#: Chosen by rendering candidate channels of the middle blocks and looking at them (see
+#: docs/QUALITY.md); it renders in under a minute at 224 px on a 2-core CPU.
+RENDER_UNIT = "blocks.12:0"
+RENDER_OUT = "render.png"
+RENDER_OUT_DIR = "render"
+
+#: Galleries: what differs from RENDER (the rest is RENDER's).
+GALLERY = MappingProxyType(
+    {
+        "size": 128,
+        "steps": 256,
+        "batch": 16,  # units optimized together in one pass
+        "channels": "all",
+        "out": "gallery",
+        "natural": "auto",  # photos for the activation ratio: the bundled samples
+    }
+)
+
+#: Deep dream: the classic settings of Google's notebook.
+DREAM = MappingProxyType(
+    {
+        "octaves": 4,
+        "octave_scale": 1.4,
+        "steps": 10,  # per octave
+        "lr": 1.5,  # grey levels (0-255) per step, after mean-|gradient| normalization
+        "jitter": 32,  # max random roll, px
+        "tile": 512,  # images larger than this are dreamed in tiles
+        "lap_levels": None,
+        "guide_mode": "match",
+        "seed": 0,
+        "zoom": 1.05,  # animations: per frame
+        "rotate": 0.0,
+        "fps": 12.0,
+    }
+)
+
+#: A layer per model that gives the classic dream look (mean of squares of its output).
+DREAM_LAYERS = MappingProxyType(
+    {
+        "efficientnet_lite0": "blocks.10",
+        "googlenet": "inception4c",
+        "vgg16": "features.22",  # relu4_3
+        "vgg19": "features.26",  # relu4_4
+        "resnet50": "layer3",
+        "resnet18": "layer3",
+        "inception_v3": "Mixed_6b",
+    }
+)
+
+#: Saliency maps: the method, its options, and how maps are drawn.
+SALIENCY = MappingProxyType(
+    {
+        "method": "gradient",
+        "internal_batch_size": 32,  # rows (images, noisy copies, path points) per pass
+        "samples": 32,  # SmoothGrad
+        "noise": 0.15,  # SmoothGrad sigma, as a fraction of the pixel range [0, 1]
+        "seed": 0,
+        "steps": 64,  # Integrated Gradients
+        "baseline": "black",
+        "quadrature_rule": "adaptive",
+        "clip": 99.0,  # display: percentile the map is clipped at before scaling
+        "alpha": 0.5,  # display: heat map opacity
+    }
+)
+
+__all__ = [
+    "DREAM",
+    "DREAM_LAYERS",
+    "GALLERY",
+    "MODEL",
+    "RENDER",
+    "RENDER_OUT",
+    "RENDER_OUT_DIR",
+    "RENDER_UNIT",
+    "SALIENCY",
+]
