@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .errors import UsageError, suggest
-from .hooks import LOGITS, Capture, check_layer, layer_names, parse_unit, probe
+from .hooks import LOGITS, Capture, check_layer, probe
 from .io import as_batch
 from .models import VisionModel, as_vision_model, model_guard
-from .objectives import Objective, channel, layer
+from .objectives import Objective
+from .objectives import parse as parse_target
 
 
 def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
@@ -58,8 +59,9 @@ def _check_logits(logits) -> torch.Tensor:
     return logits
 
 
-def _entry(model: VisionModel, t) -> int | Objective:
-    """One image's target: a class index (-1 = its own top-1) or a bound objective."""
+def resolve_target(model: VisionModel, t) -> int | Objective:
+    """One image's target: a class index (-1 = its own top-1) or a bound objective. Strings
+    go through :func:`dreamviz.objectives.parse`, the one target parser."""
     if t is None:
         return -1
     if isinstance(t, Objective):
@@ -68,15 +70,11 @@ def _entry(model: VisionModel, t) -> int | Objective:
         t = int(t)
     if isinstance(t, np.integer):
         t = int(t)
-    if isinstance(t, str):
-        text = t.strip()
-        if ":" in text:
-            name, c = parse_unit(text)
-            return model.class_index(c) if name == LOGITS else channel(name, c).bind(model)
-        if text in layer_names(model):
-            return layer(text).bind(model)
     if isinstance(t, (int, str)) and not isinstance(t, bool):
-        return model.class_index(t)
+        obj = parse_target(t, model)
+        if obj.target is not None and obj.target[0] == "class":
+            return int(obj.target[1])
+        return obj
     raise UsageError(
         f"target {t!r} is not a class index, a class name, a unit LAYER:CHANNEL or an objective"
     )
@@ -95,9 +93,9 @@ class _Target:
                     f"target has {len(target)} entries for {n} images; "
                     "give one entry per image, or a single target for all"
                 )
-            entries = [_entry(model, t) for t in target]
+            entries = [resolve_target(model, t) for t in target]
         else:
-            entries = [_entry(model, target)] * n
+            entries = [resolve_target(model, target)] * n
         self.model = model
         self.objectives = list({id(e): e for e in entries if isinstance(e, Objective)}.values())
         slot = {id(o): j for j, o in enumerate(self.objectives)}

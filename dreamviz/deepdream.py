@@ -198,26 +198,12 @@ def make_objective(model, objective=None, guide=None, guide_mode: str = "match")
         raise UsageError(
             f"objective must be a layer, unit, class, dict or Objective: {objective!r}"
         )
-    terms = [_weighted(_parse(name, model), w) for name, w in weights.items()]
+    terms = [_weighted(obj_mod.parse(name, model), w) for name, w in weights.items()]
     return sum(terms).bind(model)
 
 
 def _weighted(term: Objective, weight: float) -> Objective:
     return term if weight == 1.0 else weight * term
-
-
-def _parse(name: str, model) -> Objective:
-    """objectives.parse, but a dotted or numbered name that is neither a layer nor a class is
-    reported as an unknown layer (with suggestions), not as an unknown class."""
-    text = name.strip()
-    looks_like_layer = "." in text or (text[-1:].isdigit() and not text.isdigit())
-    try:
-        return obj_mod.parse(text, model).bind(model)
-    except UsageError:
-        if ":" in text or not looks_like_layer:
-            raise
-        check_layer(model, text)  # raises "unknown layer ... did you mean"
-        raise
 
 
 # ------------------------------------------------------------------------- images

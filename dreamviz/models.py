@@ -211,7 +211,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def _imagenet_classes() -> list[str]:
+def imagenet_classes() -> list[str]:
     return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
@@ -270,7 +270,7 @@ def architecture(name: str, device: str | torch.device = "meta") -> VisionModel:
     """The untrained architecture wrapped like :func:`load_model` (for listing layers)."""
     net = build_architecture(name, device=device).eval()
     if name in BUNDLED:
-        model = VisionModel(net, _lite0.MEAN, _lite0.STD, _imagenet_classes(), 224, name, RANDOM)
+        model = VisionModel(net, _lite0.MEAN, _lite0.STD, imagenet_classes(), 224, name, RANDOM)
         return model.to(device)
     default = _default_weights(name)
     tf = default.transforms()
@@ -401,7 +401,7 @@ def load_model(
     """
     _check_name(name)
     dev = resolve_device(device)
-    classes = _imagenet_classes()
+    classes = imagenet_classes()
     if name == "efficientnet_lite0":
         net = _lite0.EfficientNetLite0()
         mean, std, size = _lite0.MEAN, _lite0.STD, 224

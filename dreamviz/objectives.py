@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .errors import UsageError
 from .hooks import LOGITS, check_layer, check_unit, layer_names, parse_unit
-from .models import as_vision_model, resolve_class
+from .models import as_vision_model, imagenet_classes, resolve_class
 
 Acts = dict[str, torch.Tensor]
 
@@ -49,6 +50,9 @@ class Objective:
         self.layers = tuple(dict.fromkeys(layers))
         self._binder = binder  # model -> bound Objective (validates names, resolves classes)
         self._sum = _sum  # is a sum at top level (for parentheses in names)
+        #: What a single-unit objective aims at, else None: ("class", index or name),
+        #: ("channel", layer, c), ("neuron", layer, c), ("layer", layer) or ("direction", layer).
+        self.target: tuple | None = None
 
     def __call__(self, acts: Acts) -> torch.Tensor:
         return self.fn(acts)
@@ -154,7 +158,7 @@ def _select(acts: torch.Tensor, batch: int | None) -> torch.Tensor:
     if batch is None:
         return acts
     if not -acts.shape[0] <= batch < acts.shape[0]:
-        raise IndexError(f"batch={batch} but the batch has {acts.shape[0]} images")
+        raise UsageError(f"batch={batch} but the batch has {acts.shape[0]} images")
     return acts[batch : batch + 1]
 
 
@@ -181,6 +185,7 @@ def channel(layer: str, c: int, batch: int | None = None) -> Objective:
         return obj
 
     obj = Objective(fn, f"channel({layer}:{c}{_tag(batch)})", [layer], binder)
+    obj.target = ("channel", layer, c)
     return obj
 
 
@@ -207,8 +212,6 @@ def neuron(
         info = check_unit(model, layer, c)
         if info.shape and len(info.shape) == 3:
             h, w = info.shape[1:]
-            from .errors import UsageError
-
             if x is not None and not 0 <= x < w or y is not None and not 0 <= y < h:
                 raise UsageError(
                     f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} map "
@@ -218,6 +221,7 @@ def neuron(
 
     pos = "" if x is None and y is None else f", x={x}, y={y}"
     obj = Objective(fn, f"neuron({layer}:{c}{pos}{_tag(batch)})", [layer], binder)
+    obj.target = ("neuron", layer, c)
     return obj
 
 
@@ -233,6 +237,7 @@ def layer(name: str, batch: int | None = None) -> Objective:
         return obj
 
     obj = Objective(fn, f"layer({name}{_tag(batch)})", [name], binder)
+    obj.target = ("layer", name)
     return obj
 
 
@@ -246,14 +251,17 @@ def class_logit(c: int | str, batch: int | None = None) -> Objective:
 
         o = Objective(fn, f"class_logit({label}{_tag(batch)})", [LOGITS])
         o._binder = lambda model: make(model.class_index(c), label)
+        o.target = ("class", idx)
         return o
 
+    if isinstance(c, bool):
+        raise UsageError(f"class must be an index or a name, not {c!r}")
     if isinstance(c, int) or (isinstance(c, str) and c.strip().isdigit()):
+        if int(c) < 0:
+            raise UsageError(f"class index {int(c)} is out of range; use a non-negative index")
         return make(int(c), str(int(c)))
     # a name: resolve against ImageNet now (for a useful error early), again when bound
-    from .models import _imagenet_classes
-
-    return make(resolve_class(c, _imagenet_classes()), str(c))
+    return make(resolve_class(c, imagenet_classes()), str(c))
 
 
 def direction(layer: str, vector, batch: int | None = None) -> Objective:
@@ -268,14 +276,13 @@ def direction(layer: str, vector, batch: int | None = None) -> Objective:
     def binder(model):
         info = check_layer(model, layer)
         if info.shape and info.shape[0] != vec.numel():
-            from .errors import UsageError
-
             raise UsageError(
                 f"direction has {vec.numel()} entries but {layer} has {info.shape[0]} channels"
             )
         return obj
 
     obj = Objective(fn, f"direction({layer})", [layer], binder)
+    obj.target = ("direction", layer)
     return obj
 
 
@@ -306,23 +313,65 @@ def diversity(layer: str) -> Objective:
 
 # ------------------------------------------------------------------ parsing
 
+#: What a target string may be, for error messages.
+GRAMMAR = "LAYER:CHANNEL (a channel), LAYER (the whole layer), or a class name or index"
 
-def parse(text: str | Objective | int, model=None, batch: int | None = None) -> Objective:
-    """One parser for CLI strings: ``LAYER:CHANNEL`` is a channel, a layer name is ``layer()``,
-    ``logits:C`` or anything else is a class (index or name)."""
+
+def _looks_like_layer(text: str) -> bool:
+    return "." in text or (text[-1:].isdigit() and not text.isdigit())
+
+
+def parse(
+    text: str | Objective | int,
+    model=None,
+    batch: int | None = None,
+    kind: str | None = None,
+) -> Objective:
+    """The one parser of target strings, used by every command and API that takes one.
+
+    * ``LAYER:CHANNEL`` is :func:`channel` (``logits:C`` is class ``C``);
+    * ``LAYER``, a layer of ``model``, is :func:`layer` (the mean square of the layer);
+    * anything else is a class, by index or name (:func:`class_logit`).
+
+    ``kind`` narrows it: ``"class"`` reads the text as a class only, ``"unit"`` as a unit or
+    layer only. With a ``model``, the result is bound (validated) against it, and a dotted or
+    numbered name that is neither a layer nor a class is reported as an unknown layer, with the
+    closest names. The result's :attr:`Objective.target` says what was parsed.
+    """
     if isinstance(text, Objective):
-        return text
-    if isinstance(text, int):
-        return class_logit(text, batch=batch)
+        return text.bind(model) if model is not None else text
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise UsageError(f"a target must be a string, an int or an Objective, not {text!r}")
+    if kind not in (None, "class", "unit"):
+        raise UsageError(f"kind must be None, 'class' or 'unit', not {kind!r}")
+    vm = as_vision_model(model) if model is not None else None
+    if isinstance(text, int) or kind == "class":
+        obj = class_logit(text if isinstance(text, int) else text.strip(), batch=batch)
+        return obj.bind(vm) if vm is not None else obj
     text = text.strip()
+    if not text:
+        raise UsageError(f"empty target; write {GRAMMAR}")
     if ":" in text:
         name, c = parse_unit(text)
-        if name == LOGITS:
-            return class_logit(c, batch=batch)
-        return channel(name, c, batch=batch)
-    if model is not None and text in layer_names(as_vision_model(model)):
-        return layer(text, batch=batch)
-    return class_logit(text, batch=batch)
+        obj = class_logit(c, batch=batch) if name == LOGITS else channel(name, c, batch=batch)
+    elif vm is not None and text in layer_names(vm):
+        obj = layer(text, batch=batch)
+    elif kind == "unit":
+        if vm is None:
+            obj = layer(text, batch=batch)
+        else:
+            check_layer(vm, text)  # raises: unknown layer, with suggestions
+            obj = layer(text, batch=batch)
+    else:
+        try:
+            obj = class_logit(text, batch=batch)
+            if vm is not None:
+                obj = obj.bind(vm)
+        except UsageError:
+            if vm is not None and _looks_like_layer(text):
+                check_layer(vm, text)  # raises "unknown layer ... (did you mean ...)"
+            raise
+    return obj.bind(vm) if vm is not None else obj
 
 
 __all__ = [
@@ -333,5 +382,6 @@ __all__ = [
     "diversity",
     "layer",
     "neuron",
+    "GRAMMAR",
     "parse",
 ]

@@ -119,12 +119,12 @@ def _load(path: str, size: int | None, model):
 
 def _validate(args, model, methods: list[str]) -> None:
     """Fail before any image is read: the target, layer and colours depend only on the model."""
-    from ..attribution import _entry, make_baseline
+    from ..attribution import make_baseline, resolve_target
     from ..colormaps import table
     from ..errors import UsageError
     from ..hooks import check_layer
 
-    _entry(model, args.target)
+    resolve_target(model, args.target)
     if args.layer:
         if not any("layer" in _options(args, m) for m in methods):
             raise UsageError("--layer is for gradcam and guided_gradcam; add --method gradcam")
