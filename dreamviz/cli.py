@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from ._version import __version__
+from .commands import FLAGS
 from .errors import DreamvizError
 
 COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery"]
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = args.debug or "--debug" in argv
+    debug = bool(getattr(args, "debug", False))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except DreamvizError as e:
         if debug:
             raise
-        print(f"dreamviz: error: {e}", file=sys.stderr)
+        print(f"dreamviz: error: {e.for_cli(FLAGS)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         if debug:

@@ -41,26 +41,18 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from . import defaults as D
 from . import objectives as obj_mod
 from . import transforms as tf_mod
 from .engine import render, tile_boxes
-from .errors import UsageError
+from .errors import UsageError, arg
 from .hooks import LOGITS, Capture, check_layer, probe
 from .io import as_image, resize
 from .models import as_vision_model
 from .objectives import Objective
 from .param import image_param
 
-#: A layer per model that gives the classic look (mean of squares of its output).
-DEFAULT_LAYERS: dict[str, str] = {
-    "efficientnet_lite0": "blocks.10",
-    "googlenet": "inception4c",
-    "vgg16": "features.22",  # relu4_3
-    "vgg19": "features.26",  # relu4_4
-    "resnet50": "layer3",
-    "resnet18": "layer3",
-    "inception_v3": "Mixed_6b",
-}
+DEFAULT_LAYERS = D.DREAM_LAYERS  # a layer per model that gives the classic look
 
 MIN_SIDE = 32  # no octave is dreamed below this many pixels on its shorter side
 MIN_TILE = 64
@@ -99,7 +91,8 @@ def default_layer(model) -> str:
     ]
     if not cands:
         raise UsageError(
-            f"no default dream layer for {model.name}; pass a layer, e.g. --layer NAME "
+            f"no default dream layer for {model.name}; pass a layer, e.g. "
+            f"{arg('objective', 'NAME')} "
             f"(see `dreamviz layers {model.name}`)"
         )
     depth = min(c.count(".") for c in cands)
@@ -171,7 +164,9 @@ def _layer_weights(spec) -> dict[str, float] | None:
     return None
 
 
-def make_objective(model, objective=None, guide=None, guide_mode: str = "match") -> Objective:
+def make_objective(
+    model, objective=None, guide=None, guide_mode: str = D.DREAM["guide_mode"]
+) -> Objective:
     """Build and bind the dream objective (see the module docstring for what ``objective``
     may be); with ``guide``, the guide objective at each of the objective's layers."""
     model = as_vision_model(model)
@@ -182,7 +177,7 @@ def make_objective(model, objective=None, guide=None, guide_mode: str = "match")
         if weights is None or any(":" in k for k in weights):
             raise UsageError(
                 "a guided dream works on layers; give the objective as layer names "
-                "(e.g. --layer blocks.8), not units, classes or an Objective"
+                f"(e.g. {arg('objective', 'blocks.8')}), not units, classes or an Objective"
             )
         for name in weights:
             check_layer(model, name)
@@ -216,7 +211,9 @@ def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, 
     ]
 
 
-def zoom_image(image: torch.Tensor, zoom: float = 1.05, rotate: float = 0.0) -> torch.Tensor:
+def zoom_image(
+    image: torch.Tensor, zoom: float = D.DREAM["zoom"], rotate: float = D.DREAM["rotate"]
+) -> torch.Tensor:
     """Zoom into the centre by ``zoom`` and rotate by ``rotate`` degrees, keeping the size: one
     bilinear resampling (edges reflected where a rotation uncovers them)."""
     x = image if image.dim() == 4 else image.unsqueeze(0)
@@ -316,7 +313,7 @@ def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile
     if octaves < asked:
         warnings.warn(
             f"the {w}x{h} image is too small for {asked} octaves at scale {scale:g}; "
-            f"using {octaves} (give a larger image or a smaller --octave-scale)",
+            f"using {octaves} (give a larger image or a smaller {arg('octave_scale')})",
             UserWarning,
             stacklevel=3,
         )
@@ -411,16 +408,16 @@ def dream(
     image,
     objective=None,
     *,
-    octaves: int = 4,
-    octave_scale: float = 1.4,
-    steps: int = 10,
-    lr: float = 1.5,
-    jitter: int = 32,
-    tile: int | None = 512,
-    lap_levels: int | None = None,
+    octaves: int = D.DREAM["octaves"],
+    octave_scale: float = D.DREAM["octave_scale"],
+    steps: int = D.DREAM["steps"],
+    lr: float = D.DREAM["lr"],
+    jitter: int = D.DREAM["jitter"],
+    tile: int | None = D.DREAM["tile"],
+    lap_levels: int | None = D.DREAM["lap_levels"],
     guide=None,
-    guide_mode: str = "match",
-    seed: int = 0,
+    guide_mode: str = D.DREAM["guide_mode"],
+    seed: int = D.DREAM["seed"],
     device=None,
     callback: Callable[[int, int, float], None] | None = None,
 ) -> DreamResult:
@@ -458,11 +455,11 @@ def dream_frames(
     frames: int,
     objective=None,
     *,
-    zoom: float = 1.05,
-    rotate: float = 0.0,
+    zoom: float = D.DREAM["zoom"],
+    rotate: float = D.DREAM["rotate"],
     guide=None,
-    guide_mode: str = "match",
-    seed: int = 0,
+    guide_mode: str = D.DREAM["guide_mode"],
+    seed: int = D.DREAM["seed"],
     **kwargs,
 ) -> Iterator[DreamResult]:
     """A zoom animation: frame 0 is the dream of ``image``; frame i is the dream of frame
@@ -472,11 +469,12 @@ def dream_frames(
         raise UsageError(f"frames must be >= 1, got {frames}")
     if not zoom > 0:
         raise UsageError(f"zoom must be > 0, got {zoom}")
-    opts = dict(octaves=4, octave_scale=1.4, steps=10, lr=1.5, jitter=32, tile=512)
-    opts.update(lap_levels=None, device=None, callback=None)
+    keys = ("octaves", "octave_scale", "steps", "lr", "jitter", "tile", "lap_levels")
+    opts = {k: D.DREAM[k] for k in keys}
+    opts.update(device=None, callback=None)
     unknown = set(kwargs) - set(opts)
     if unknown:
-        raise TypeError(f"unknown options: {', '.join(sorted(unknown))}")
+        raise UsageError(f"unknown options: {', '.join(sorted(unknown))}; use {', '.join(opts)}")
     opts.update(kwargs)
     _check_args(
         *(opts[k] for k in ("octaves", "octave_scale", "steps", "lr", "jitter")),

@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
-from .errors import NonFiniteError, UsageError
+from .errors import NonFiniteError, UsageError, arg
 from .hooks import Capture
 from .models import as_vision_model, resolve_device
 from .objectives import Objective
 from .objectives import parse as parse_objective
-from .param import ImageParam, _seeds, image_param
+from .param import ImageParam, image_param
+from .param import _seeds as seed_list
 from .regularizers import Blur, total_penalty
 
 _TRANSFORM_SEED_OFFSET = 0x5EED
@@ -86,27 +88,115 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
+def _penalty(regs: list[Callable], images: torch.Tensor) -> torch.Tensor:
+    per_image, scalar = total_penalty(regs, images)
+    return per_image.sum() + scalar
+
+
+def objective_and_grad(
+    images: torch.Tensor,
+    transform: Callable,
+    gens: list[torch.Generator],
+    cap: Capture,
+    objective: Objective,
+    regs: list[Callable],
+    autocast,
+) -> torch.Tensor:
+    """One step's forward and backward pass; returns the objective values (N,)."""
+    x = transform(images, gens)
+    with autocast():
+        values = objective(cap(x)).float()
+    (_penalty(regs, images) - values.sum()).backward()
+    return values.detach()
+
+
+def objective_and_grad_tiled(
+    images: torch.Tensor,
+    transform: Callable,
+    gens: list[torch.Generator],
+    cap: Capture,
+    objective: Objective,
+    regs: list[Callable],
+    autocast,
+    tile: int,
+    overlap: int | None,
+) -> torch.Tensor:
+    """The same for images larger than ``tile``: each tile, grown by a margin of context, is
+    its own small leaf; only the gradient of its core is kept, so only one tile's graph is
+    alive at a time and the gradient near a core's edge still sees the pixels beyond it. Then
+    one backward pass through the transforms and the parameterization."""
+    x = transform(images, gens)
+    x_det = x.detach()
+    grad = torch.zeros_like(x_det)
+    total = x.new_zeros(x.shape[0])
+    hh, ww = x.shape[-2:]
+    area = float(hh * ww)
+    margin = _round_up(max(tile // 16, 1), _tile_align(tile)) if overlap is None else int(overlap)
+    for y0, y1, x0, x1 in tile_boxes(hh, ww, tile):
+        ey0, ey1 = max(0, y0 - margin), min(hh, y1 + margin)
+        ex0, ex1 = max(0, x0 - margin), min(ww, x1 + margin)
+        piece = x_det[:, :, ey0:ey1, ex0:ex1].clone().requires_grad_(True)
+        with autocast():
+            values = objective(cap(piece)).float()
+        weight = (y1 - y0) * (x1 - x0) / area
+        (-(values.sum()) * weight).backward()
+        grad[:, :, y0:y1, x0:x1] += piece.grad[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
+        total = total + values.detach() * weight
+    penalty = _penalty(regs, images)
+    outputs, grads = [x], [grad]
+    if penalty.requires_grad:
+        outputs.append(penalty)
+        grads.append(None)
+    torch.autograd.backward(outputs, grads)
+    return total
+
+
+def _check_args(steps: int, settle: float) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise UsageError(f"steps must be an integer >= 0, got {steps!r}")
+    if not 0.0 <= settle <= 1.0:
+        raise UsageError(f"settle must be in [0, 1], got {settle}")
+
+
+def _device(model, device) -> torch.device:
+    dev = resolve_device(device) if device is not None else model.device
+    if dev != model.device:
+        raise UsageError(
+            f"the model is on {model.device} but {arg('device', str(dev))} was asked for; "
+            "move the model or leave device unset"
+        )
+    return dev
+
+
+def _blur_steps(param: ImageParam, step: int, blurs: list[Blur]) -> None:
+    """Regularizers that act every k steps (``Blur(every=k)``) blend the image directly."""
+    for b in blurs:
+        if step % b.every == 0:
+            with torch.no_grad():
+                param.set_image(b.apply(param()).clamp(0, 1))
+
+
 def render(
     model,
     objective: Objective | str,
     *,
     param: ImageParam | None = None,
     size: int | Sequence[int] | None = None,
-    batch: int = 1,
-    param_kind: str = "fft",
-    decorrelate: bool = True,
+    batch: int = D.RENDER["batch"],
+    param_kind: str = D.RENDER["param"],
+    decorrelate: bool = D.RENDER["decorrelate"],
     init: torch.Tensor | None = None,
-    transforms="standard",
-    settle: float = 0.15,
+    transforms=D.RENDER["transforms"],
+    settle: float = D.RENDER["settle"],
     regularizers: Sequence[Callable] = (),
-    optimizer="adam",
-    lr: float = 0.05,
-    steps: int = 256,
+    optimizer=D.RENDER["optimizer"],
+    lr: float = D.RENDER["lr"],
+    steps: int = D.RENDER["steps"],
     grad_norm=None,
     thresholds: Sequence[int] = (),
-    seed: int | Sequence[int] = 0,
+    seed: int | Sequence[int] = D.RENDER["seed"],
     device: str | torch.device | None = None,
-    amp: bool = False,
+    amp: bool = D.RENDER["amp"],
     tile: int | None = None,
     tile_overlap: int | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
@@ -125,11 +215,8 @@ def render(
     bounded by one tile's graph.
     """
     model = as_vision_model(model)
-    dev = resolve_device(device) if device is not None else model.device
-    if dev != model.device:
-        raise UsageError(f"the model is on {model.device} but device={dev} was asked for")
-    if steps < 0:
-        raise UsageError(f"steps must be >= 0, got {steps}")
+    dev = _device(model, device)
+    _check_args(steps, settle)
     if not isinstance(objective, Objective):
         objective = parse_objective(objective, model)
     objective = objective.bind(model)
@@ -144,81 +231,44 @@ def render(
         )
     param = param.to(dev)
     n = param().shape[0]
-    seeds = _seeds(seed, n)
-    gens = _generators(seeds)
-    robust = tf_mod.get(transforms)
-    plain = tf_mod.none()
-    if not 0.0 <= settle <= 1.0:
-        raise UsageError(f"settle must be in [0, 1], got {settle}")
+    gens = _generators(seed_list(seed, n))
+    robust, plain = tf_mod.get(transforms), tf_mod.none()
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain
-    transform = robust
     regs = list(regularizers)
-    step_blurs = [r for r in regs if isinstance(r, Blur) and r.every]
+    blurs = [r for r in regs if isinstance(r, Blur) and r.every]
     norm = optim_mod.grad_normalizer(grad_norm)
     params = [p for p in param.parameters() if p.requires_grad]
     opt = optim_mod.make_optimizer(optimizer, params, lr)
     thresholds = sorted({int(t) for t in thresholds if 0 < int(t) <= steps})
+
+    def autocast():
+        return _autocast(dev, amp)
+
+    def step_fn(images, transform, cap):
+        h, w = images.shape[-2:]
+        if tile is None or (h <= tile and w <= tile):
+            return objective_and_grad(images, transform, gens, cap, objective, regs, autocast)
+        return objective_and_grad_tiled(
+            images, transform, gens, cap, objective, regs, autocast, tile, tile_overlap
+        )
 
     history: list[torch.Tensor] = []
     frames: dict[int, torch.Tensor] = {}
     interrupted = False
     start = time.perf_counter()
     last_good = param().detach()
-
-    def objective_and_grad(images: torch.Tensor, cap: Capture) -> torch.Tensor:
-        """Forward + backward of one step; returns the objective values (N,)."""
-        h, w = images.shape[-2:]
-        if tile is None or (h <= tile and w <= tile):
-            x = transform(images, gens)
-            with _autocast(dev, amp):
-                values = objective(cap(x)).float()
-            per_image, scalar = total_penalty(regs, images)
-            (-(values.sum()) + per_image.sum() + scalar).backward()
-            return values.detach()
-        # tiles: each tile, grown by a margin of context, is its own small leaf; only the
-        # gradient of its core is kept, so only one tile's graph is alive at a time and the
-        # gradient near a core's edge still sees the pixels beyond it. Then one backward
-        # through the transforms and the parameterization.
-        x = transform(images, gens)
-        x_det = x.detach()
-        grad = torch.zeros_like(x_det)
-        total = x.new_zeros(n)
-        hh, ww = x.shape[-2:]
-        area = float(hh * ww)
-        align = _tile_align(tile)
-        margin = _round_up(max(tile // 16, 1), align) if tile_overlap is None else int(tile_overlap)
-        for y0, y1, x0, x1 in tile_boxes(hh, ww, tile):
-            ey0, ey1 = max(0, y0 - margin), min(hh, y1 + margin)
-            ex0, ex1 = max(0, x0 - margin), min(ww, x1 + margin)
-            piece = x_det[:, :, ey0:ey1, ex0:ex1].clone().requires_grad_(True)
-            with _autocast(dev, amp):
-                values = objective(cap(piece)).float()
-            weight = (y1 - y0) * (x1 - x0) / area
-            (-(values.sum()) * weight).backward()
-            grad[:, :, y0:y1, x0:x1] += piece.grad[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
-            total = total + values.detach() * weight
-        per_image, scalar = total_penalty(regs, images)
-        penalty = per_image.sum() + scalar
-        outputs, grads = [x], [grad]
-        if penalty.requires_grad:
-            outputs.append(penalty)
-            grads.append(None)
-        torch.autograd.backward(outputs, grads)
-        return total
-
     with Capture(model, objective.layers) as cap:
         try:
             for step in range(1, steps + 1):
-                transform = robust if step <= settle_from else plain
                 opt.zero_grad(set_to_none=True)
                 images = param()
-                values = objective_and_grad(images, cap)
+                values = step_fn(images, robust if step <= settle_from else plain, cap)
                 # one check of N values per step: a NaN gradient makes the next step's image,
                 # hence its objective, non-finite, and last_good is still the image before it
                 if not bool(torch.isfinite(values).all()):
                     raise NonFiniteError(
-                        f"the objective became NaN or inf at step {step}; lower --lr or add "
-                        "regularization (the last good image is kept)",
+                        f"the objective became NaN or inf at step {step}; lower {arg('lr')} or "
+                        "add regularization (the last good image is kept)",
                         last_good=last_good.cpu(),
                         step=step,
                     )
@@ -227,10 +277,7 @@ def render(
                 optim_mod.normalize_grads(params, norm)
                 opt.step()
                 param.post_step()
-                for b in step_blurs:
-                    if step % b.every == 0:
-                        with torch.no_grad():
-                            param.set_image(b.apply(param()).clamp(0, 1))
+                _blur_steps(param, step, blurs)
                 if step in thresholds:
                     frames[step] = param().detach().float().cpu().clamp(0, 1)
                 if callback is not None:

@@ -23,11 +23,12 @@ import torchvision
 from torch import nn
 
 from . import _lite0
-from .errors import DreamvizError, UsageError, suggest
+from .errors import DreamvizError, UsageError, arg, suggest
 
 DEFAULT_MODEL = "efficientnet_lite0"
 BUNDLED = {"efficientnet_lite0"}
 RANDOM = "random"
+CPU, CUDA, MPS = (arg("device", repr(d)) for d in ("cpu", "cuda", "mps"))
 
 
 # --------------------------------------------------------------------------- devices
@@ -47,13 +48,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except RuntimeError as e:
         raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
-        )
+        raise UsageError(f"{CUDA} was asked for but no CUDA GPU is available; use {CPU}")
     if dev.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
-        raise UsageError("--device mps was asked for but MPS is not available; use --device cpu")
+        raise UsageError(f"{MPS} was asked for but MPS is not available; use {CPU}")
     return dev
 
 
@@ -362,7 +361,7 @@ def apply_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str
         more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
         raise UsageError(
             f"weights {source!r} do not fit this architecture: {shown}{more}; "
-            "check --model matches the file"
+            f"check that {arg('model')} matches the file"
         )
     net.load_state_dict(state)
 
@@ -382,8 +381,8 @@ def _pretrained(name: str, member) -> nn.Module:
             ) from e
         raise DreamvizError(
             f"no weights for {name}: the download failed ({type(e).__name__}: no network?) "
-            f"and {path} is not cached; copy the file there, or use --weights PATH "
-            f"(a local state_dict) or --weights random"
+            f"and {path} is not cached; copy the file there, or use {arg('weights', 'PATH')} "
+            f"(a local state_dict) or {arg('weights', repr(RANDOM))}"
         ) from e
 
 

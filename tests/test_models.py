@@ -127,7 +127,7 @@ def test_resolve_device():
     with pytest.raises(UsageError, match="unknown device"):
         resolve_device("gpu0")
     if not torch.cuda.is_available():
-        with pytest.raises(UsageError, match="--device cpu"):
+        with pytest.raises(UsageError, match="device=.cpu."):
             resolve_device("cuda")
 
 
@@ -261,7 +261,8 @@ def test_no_network_no_cache_is_one_line_naming_cache_and_weights(offline):
     assert not isinstance(info.value, UsageError)
     assert "\n" not in msg
     assert weights_cache_path("resnet18") in msg and str(offline) in msg
-    assert "--weights" in msg
+    assert "weights=PATH" in msg  # the API's wording; the CLI shows it as --weights PATH
+    assert "--weights PATH" in info.value.for_cli()
 
 
 def test_corrupt_cached_weights_are_one_line(offline):

@@ -59,7 +59,7 @@ def test_batch_aims_a_term_at_one_image():
     assert v[1] == 0
     torch.testing.assert_close(v[0], acts["a"][0, 0].mean())
     torch.testing.assert_close(v[2], acts["a"][2, 3].mean())
-    with pytest.raises(IndexError):
+    with pytest.raises(UsageError):
         channel("a", 0, batch=5)(acts)
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 import dreamviz.engine as render_module
 from dreamviz.cli import main
-from dreamviz.commands.render import DEFAULT_UNIT
+from dreamviz.defaults import RENDER_UNIT as DEFAULT_UNIT
 from dreamviz.errors import NonFiniteError
 from dreamviz.io import read_recipe
 

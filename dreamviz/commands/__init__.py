@@ -7,11 +7,23 @@ import re
 
 from ..errors import UsageError
 
+#: API argument -> CLI flag, where the flag is not simply ``--name-with-dashes``: error
+#: messages name arguments (:func:`dreamviz.errors.arg`) and the CLI shows them as these flags.
+FLAGS = {
+    "param_kind": "--param",
+    "internal_batch_size": "--batch-size",
+    "diversity_weight": "--diversity",
+    "per_target": "--batch",
+}
+
 
 def parent() -> argparse.ArgumentParser:
-    """Options every subcommand accepts."""
+    """Options every subcommand accepts. ``--debug`` may come before or after the subcommand;
+    SUPPRESS keeps the subcommand's parser from overwriting a ``--debug`` given before it."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     return p
 
 
@@ -88,6 +100,7 @@ def emit(path) -> None:
 
 
 __all__ = [
+    "FLAGS",
     "UsageError",
     "add_model_args",
     "emit",

@@ -6,6 +6,7 @@ import os
 import warnings
 from pathlib import Path
 
+from ..defaults import DREAM as D
 from . import add_model_args, emit, float_range, int_range, parent
 
 _STILL = (".png", ".jpg", ".jpeg", ".webp")
@@ -57,31 +58,45 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--guide-mode",
         choices=["match", "dot", "mean"],
-        default="match",
+        default=D["guide_mode"],
         help="match (default): per position, the guide feature closest in direction; dot: "
         "Google's raw dot-product match; mean: the guide's mean feature",
     )
-    p.add_argument("--octaves", type=int_range(1, 20), default=4, help="default 4")
-    p.add_argument("--octave-scale", type=float_range(1.0, 4.0), default=1.4, help="default 1.4")
-    p.add_argument("--steps", type=int_range(0), default=10, help="steps per octave (10)")
+    p.add_argument(
+        "--octaves", type=int_range(1, 20), default=D["octaves"], help=f"default {D['octaves']}"
+    )
+    p.add_argument(
+        "--octave-scale",
+        type=float_range(1.0, 4.0),
+        default=D["octave_scale"],
+        help=f"default {D['octave_scale']}",
+    )
+    p.add_argument(
+        "--steps", type=int_range(0), default=D["steps"], help=f"steps per octave ({D['steps']})"
+    )
     p.add_argument(
         "--lr",
         type=float_range(0.0, lo_open=True),
-        default=1.5,
+        default=D["lr"],
         help="step size in 0-255 grey levels per step after mean-|gradient| normalization "
-        "(default 1.5)",
+        f"(default {D['lr']})",
     )
-    p.add_argument("--jitter", type=int_range(0), default=32, help="max random roll, px (32)")
+    p.add_argument(
+        "--jitter",
+        type=int_range(0),
+        default=D["jitter"],
+        help=f"max random roll, px ({D['jitter']})",
+    )
     p.add_argument(
         "--tile",
         type=int_range(64),
-        default=512,
-        help="images larger than this many px are dreamed in tiles (default 512)",
+        default=D["tile"],
+        help=f"images larger than this many px are dreamed in tiles (default {D['tile']})",
     )
     p.add_argument(
         "--lap-levels",
         type=int_range(1, 16),
-        default=None,
+        default=D["lap_levels"],
         help="Laplacian-pyramid gradient normalization with this many levels (e.g. 4): "
         "smoother results",
     )
@@ -92,11 +107,16 @@ def add_parser(sub) -> None:
         help="zoom animation: dream, zoom, dream again, N frames (numbered PNGs + a GIF)",
     )
     p.add_argument(
-        "--zoom", type=float_range(0.0, lo_open=True), default=None, help="per frame (1.05)"
+        "--zoom",
+        type=float_range(0.0, lo_open=True),
+        default=None,
+        help=f"per frame ({D['zoom']})",
     )
-    p.add_argument("--rotate", type=float, default=None, help="degrees per frame (0)")
-    p.add_argument("--fps", type=float_range(0.0, 100.0, lo_open=True), default=12.0, help="(12)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rotate", type=float, default=None, help=f"degrees per frame ({D['rotate']})")
+    p.add_argument(
+        "--fps", type=float_range(0.0, 100.0, lo_open=True), default=D["fps"], help=f"({D['fps']})"
+    )
+    p.add_argument("--seed", type=int, default=D["seed"])
     p.add_argument(
         "-o",
         "--output",
@@ -134,20 +154,21 @@ def build_objective(args, model):
     """Sum of the --layer, --unit and --class terms (None: the model's default layer)."""
     from .. import objectives as O
     from ..errors import UsageError
-    from ..hooks import parse_unit
 
     layers = parse_layer_weights(args.layer)
     if args.guide:
         if args.unit or args.classes:
             raise UsageError("--guide works on layers; drop --unit/--class or the guide")
         return layers or None
-    terms = [O.layer(name) if w == 1 else w * O.layer(name) for name, w in layers.items()]
+    terms = []
+    for name, w in layers.items():
+        term = O.parse(name, model, kind="unit")
+        terms.append(term if w == 1 else w * term)
     for text in args.unit:
-        name, channel = parse_unit(text)
-        if channel is None:
+        if ":" not in text:
             raise UsageError(f"--unit {text!r} needs a channel: LAYER:CHANNEL, e.g. blocks.10:5")
-        terms.append(O.channel(name, channel))
-    terms += [O.class_logit(c) for c in args.classes]
+        terms.append(O.parse(text, model, kind="unit"))
+    terms += [O.parse(c, model, kind="class") for c in args.classes]
     return sum(terms) if terms else None
 
 
@@ -244,8 +265,8 @@ def run(args) -> int:
             emit(io.save_image(out, res.image, recipe))
             return 130 if res.interrupted else 0
         frames = []
-        zoom = 1.05 if args.zoom is None else args.zoom
-        rotate = 0.0 if args.rotate is None else args.rotate
+        zoom = D["zoom"] if args.zoom is None else args.zoom
+        rotate = D["rotate"] if args.rotate is None else args.rotate
         gen = dream_frames(
             model,
             image,

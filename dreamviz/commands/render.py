@@ -12,37 +12,11 @@ import re
 import sys
 from pathlib import Path
 
+from .. import defaults, recipes
 from ..errors import UsageError
 from . import add_model_args, emit, float_range, image_size, int_range, parent
 
-DEFAULT_MODEL = "efficientnet_lite0"
-# Chosen by rendering candidate channels of the middle blocks and looking at them: see
-# docs/QUALITY.md. It renders in under a minute at 224 px on a 2-core CPU.
-DEFAULT_UNIT = "blocks.12:0"
-DEFAULT_OUT = "render.png"
-DEFAULT_OUT_DIR = "render"
-
-# Every setting that shapes the image: the recipe stores them, --from reads them back, and an
-# explicit flag overrides the recipe. (CLI dest -> default.)
-SETTINGS: dict[str, object] = {
-    "size": None,  # the model's input size
-    "steps": 256,
-    "lr": 0.05,
-    "optimizer": "adam",
-    "param": "fft",
-    "decorrelate": True,
-    "transforms": "standard",
-    "settle": 0.15,
-    "l1": 0.0,
-    "l2": 0.0,
-    "tv": 0.0,
-    "blur": 0.0,
-    "diversity": 0.0,
-    "batch": 1,
-    "seed": 0,
-    "device": "auto",
-    "amp": False,
-}
+SETTINGS = defaults.RENDER  # every setting that shapes the image (CLI dest -> default)
 
 
 def _thresholds(text: str) -> list[int]:
@@ -78,7 +52,8 @@ def add_parser(sub) -> None:
         help="render the image that maximizes a unit or a class",
         description="Optimize an image so that a unit (LAYER:CHANNEL) or a class fires as "
         "strongly as possible. With no arguments it renders a default unit of the bundled "
-        f"model ({DEFAULT_UNIT}) to {DEFAULT_OUT}. Several --unit/--class render as one batch. "
+        f"model ({defaults.RENDER_UNIT}) to {defaults.RENDER_OUT}. Several --unit/--class "
+        "render as one batch. "
         "Each PNG stores its recipe; --from PNG renders it again.",
     )
     add_model_args(p, device=False)
@@ -104,15 +79,26 @@ def add_parser(sub) -> None:
     t.add_argument(
         "--batch",
         type=int_range(1, 256),
-        help="images per unit/class (default 1); use with --diversity to get different ones",
+        help=f"images per unit/class (default {defaults.RENDER['batch']}); use with --diversity "
+        "to get different ones",
     )
     t.add_argument("--from", dest="recipe", metavar="PNG", help="render the recipe of a PNG again")
     o = p.add_argument_group("optimization")
     o.add_argument("--size", type=image_size, metavar="N|WxH", help="image size (default: model's)")
-    o.add_argument("--steps", type=int_range(1, 1_000_000), help="default 256")
-    o.add_argument("--lr", type=float_range(0.0, lo_open=True), help="default 0.05")
-    o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="default adam")
-    o.add_argument("--param", choices=sorted(PARAMS), help="image parameterization (default fft)")
+    o.add_argument(
+        "--steps", type=int_range(1, 1_000_000), help=f"default {defaults.RENDER['steps']}"
+    )
+    o.add_argument(
+        "--lr", type=float_range(0.0, lo_open=True), help=f"default {defaults.RENDER['lr']}"
+    )
+    o.add_argument(
+        "--optimizer", choices=sorted(OPTIMIZERS), help=f"default {defaults.RENDER['optimizer']}"
+    )
+    o.add_argument(
+        "--param",
+        choices=sorted(PARAMS),
+        help=f"image parameterization (default {defaults.RENDER['param']})",
+    )
     o.add_argument(
         "--no-decorrelate",
         dest="decorrelate",
@@ -121,14 +107,20 @@ def add_parser(sub) -> None:
         help="optimize RGB directly instead of ImageNet-decorrelated colour",
     )
     o.add_argument(
-        "--transforms", choices=sorted(PRESETS), help="robustness transforms (default standard)"
+        "--transforms",
+        choices=sorted(PRESETS),
+        help=f"robustness transforms (default {defaults.RENDER['transforms']})",
     )
     o.add_argument(
         "--settle",
         type=float_range(0.0, 1.0),
-        help="final fraction of steps without transforms (default 0.15)",
+        help=f"final fraction of steps without transforms (default {defaults.RENDER['settle']})",
     )
-    o.add_argument("--seed", type=int_range(0, 2**62), help="default 0; image i uses seed + i")
+    o.add_argument(
+        "--seed",
+        type=int_range(0, 2**62),
+        help=f"default {defaults.RENDER['seed']}; image i uses seed + i",
+    )
     r = p.add_argument_group("regularizers (weights, default 0)")
     for name, what in [
         ("l1", "mean |pixel - 0.5|"),
@@ -152,9 +144,13 @@ def add_parser(sub) -> None:
         metavar="64,128,256",
         help="also write the image after these steps (FILE_0064.png, ...)",
     )
-    d.add_argument("-o", "--output", metavar="FILE", help=f"one image (default {DEFAULT_OUT})")
     d.add_argument(
-        "--out", metavar="DIR", help=f"folder for several images (default {DEFAULT_OUT_DIR}/)"
+        "-o", "--output", metavar="FILE", help=f"one image (default {defaults.RENDER_OUT})"
+    )
+    d.add_argument(
+        "--out",
+        metavar="DIR",
+        help=f"folder for several images (default {defaults.RENDER_OUT_DIR}/)",
     )
     p.set_defaults(func=run)
 
@@ -164,19 +160,10 @@ def add_parser(sub) -> None:
 
 def _merge_recipe(args) -> dict | None:
     """Fill unset options from ``--from PNG`` (if any), then from the defaults."""
-    from ..io import read_recipe, versions
-
-    recipe = read_recipe(args.recipe) if args.recipe else None
+    recipe = recipes.read(args.recipe) if args.recipe else None
     if recipe is not None:
-        if recipe.get("command") != "render":
-            raise UsageError(
-                f"{args.recipe!r} was written by `dreamviz {recipe.get('command', '?')}`, not "
-                "render; run that command with --from"
-            )
-        old, new = recipe.get("versions", {}), versions()
-        changed = [k for k in new if old.get(k) != new[k]]
-        if changed:
-            were = ", ".join(f"{k} {old.get(k)} -> {new[k]}" for k in changed)
+        were = recipes.version_changes(recipe)
+        if were:
             print(
                 f"dreamviz: note: {args.recipe} was made with other versions ({were}); "
                 "the image may differ slightly",
@@ -187,7 +174,7 @@ def _merge_recipe(args) -> dict | None:
         if getattr(args, key, None) is None:
             setattr(args, key, settings.get(key, default))
     if args.model is None:
-        args.model = (recipe or {}).get("model", DEFAULT_MODEL)
+        args.model = (recipe or {}).get("model", defaults.MODEL)
         if recipe is not None and args.weights is None:
             args.weights = recipe.get("weights")
     if args.thresholds is None:  # --from a frame renders up to that frame only
@@ -196,52 +183,14 @@ def _merge_recipe(args) -> dict | None:
     if not args.targets:
         if recipe is not None:
             args.targets = [list(t) for t in recipe["targets"]]
-        elif args.model == DEFAULT_MODEL:
-            args.targets = [["unit", DEFAULT_UNIT]]
+        elif args.model == defaults.MODEL:
+            args.targets = [["unit", defaults.RENDER_UNIT]]
         else:
             raise UsageError(
                 f"say what to render for {args.model}: --unit LAYER:CHANNEL or --class NAME "
                 f"(`dreamviz layers {args.model}` lists the layers)"
             )
     return recipe
-
-
-def _objectives(args, model):
-    """One objective per image (validated against the model) and the batch objective."""
-    from ..hooks import LOGITS, check_layer, parse_unit
-    from ..objectives import channel, class_logit, diversity, layer
-
-    singles = []  # (objective maker taking batch=, layer or None, label)
-    for kind, text in args.targets:
-        if kind == "class":
-            model.class_index(text)  # one-line error for a bad name or index
-            singles.append((lambda b, t=text: class_logit(t, batch=b), LOGITS, text))
-            continue
-        name, c = parse_unit(text)
-        if c is None:
-            check_layer(model, name)
-            singles.append((lambda b, n=name: layer(n, batch=b), name, name))
-        elif name == LOGITS:
-            singles.append((lambda b, c=c: class_logit(c, batch=b), LOGITS, f"logits:{c}"))
-        else:
-            singles.append((lambda b, n=name, c=c: channel(n, c, batch=b), name, text))
-    per_image = [s for s in singles for _ in range(args.batch)]
-    n = len(per_image)
-    terms = [make(i if n > 1 else None) for i, (make, _, _) in enumerate(per_image)]
-    for term in terms:
-        term.bind(model)  # validates every unit and class before any work is done
-    objective = sum(terms)
-    if args.diversity:
-        layers = {lay for _, lay, _ in per_image}
-        if len(layers) != 1 or LOGITS in layers:
-            raise UsageError(
-                "--diversity needs every --unit on one layer (it compares their activations); "
-                "drop --diversity or use units of one layer"
-            )
-        if n > 1:
-            objective = objective - args.diversity * diversity(layers.pop())
-    labels = [label for _, _, label in per_image]
-    return objective.bind(model), labels
 
 
 def _slug(text: str) -> str:
@@ -254,7 +203,7 @@ def _output_paths(args, labels: list[str], recipe: dict | None) -> dict[int, Pat
     if args.output and args.out:
         raise UsageError("give -o FILE (one image) or --out DIR (several), not both")
     if recipe is not None and not args.out:  # --from: the one image it names
-        args.output = args.output or DEFAULT_OUT
+        args.output = args.output or defaults.RENDER_OUT
     if args.output:
         path = Path(args.output)
         if path.suffix.lower() != ".png":
@@ -267,47 +216,23 @@ def _output_paths(args, labels: list[str], recipe: dict | None) -> dict[int, Pat
             raise UsageError(f"-o names one file but {n} images are rendered; use --out DIR")
         return {0: path}
     if args.out or n > 1:
-        folder = Path(args.out or DEFAULT_OUT_DIR)
+        folder = Path(args.out or defaults.RENDER_OUT_DIR)
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--out {folder} is a file; give a folder")
         width = len(str(n - 1))
         return {i: folder / f"{i:0{width}d}_{_slug(label)}.png" for i, label in enumerate(labels)}
-    return {0: Path(DEFAULT_OUT)}
+    return {0: Path(defaults.RENDER_OUT)}
 
 
 def _frame_path(path: Path, step: int) -> Path:
     return path.with_name(f"{path.stem}_{step:04d}{path.suffix}")
 
 
-def _recipe(args, model, objective, labels, index: int, device) -> dict:
-    from ..io import versions
-
-    settings = {key: getattr(args, key) for key in SETTINGS}
-    settings["device"] = device.type
+def _settings(args, model) -> dict:
+    settings = recipes.settings(**{key: getattr(args, key) for key in SETTINGS})
+    settings["device"] = model.device.type
     settings["size"] = list(args.size or model.input_size)
-    return {
-        "command": "render",
-        "model": args.model,
-        "weights": args.weights,
-        "objective": str(objective),
-        "target": labels[index],
-        "targets": args.targets,
-        "index": index,
-        "images": len(labels),
-        "settings": settings,
-        "thresholds": list(args.thresholds),
-        "versions": versions(),
-    }
-
-
-def regularizers_from_args(args) -> list:
-    from ..regularizers import L1, L2, TV, Blur
-
-    regs = []
-    for cls, weight in [(L1, args.l1), (L2, args.l2), (TV, args.tv), (Blur, args.blur)]:
-        if weight:
-            regs.append(cls(weight))
-    return regs
+    return settings
 
 
 def _progress(steps: int):
@@ -331,16 +256,28 @@ def run(args) -> int:
 
     recipe = _merge_recipe(args)
     model = load_model(args.model, weights=args.weights, device=args.device)
-    objective, labels = _objectives(args, model)
+    objective, labels = recipes.objective(model, args.targets, args.batch, args.diversity)
     paths = _output_paths(args, labels, recipe)
-    size = tuple(args.size) if args.size else model.input_size
+    settings = _settings(args, model)
     if args.thresholds and args.thresholds[-1] > args.steps:
         raise UsageError(
             f"--thresholds {args.thresholds[-1]} is beyond --steps {args.steps}; "
             "use step counts up to --steps"
         )
     frame_only = (recipe or {}).get("frame") if args.recipe else None
-    recipes = {i: _recipe(args, model, objective, labels, i, model.device) for i in paths}
+    made = {
+        i: recipes.make(
+            model=args.model,
+            weights=args.weights,
+            objective=objective,
+            targets=args.targets,
+            labels=labels,
+            index=i,
+            settings=settings,
+            thresholds=args.thresholds,
+        )
+        for i in paths
+    }
 
     bar, callback = _progress(args.steps)
     error = None
@@ -348,20 +285,10 @@ def run(args) -> int:
         result = render(
             model,
             objective,
-            size=size,
             batch=len(labels),
-            param_kind=args.param,
-            decorrelate=args.decorrelate,
-            transforms=args.transforms,
-            settle=args.settle,
-            regularizers=regularizers_from_args(args),
-            optimizer=args.optimizer,
-            lr=args.lr,
-            steps=args.steps,
             thresholds=args.thresholds,
-            seed=args.seed,
-            amp=args.amp,
             callback=callback,
+            **recipes.render_kwargs(settings, model),
         )
         images, frames = result.images, result.frames
     except NonFiniteError as e:
@@ -374,7 +301,7 @@ def run(args) -> int:
         images = frames[frame_only]
         frames = {}
     for i, path in paths.items():
-        rec = dict(recipes[i])
+        rec = dict(made[i])
         if frame_only and error is None:
             rec["frame"] = frame_only
         if error is not None:
