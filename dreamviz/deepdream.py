@@ -46,7 +46,7 @@ from . import objectives as obj_mod
 from . import transforms as tf_mod
 from .engine import render, tile_boxes
 from .errors import UsageError, arg
-from .hooks import LOGITS, Capture, check_layer, probe
+from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, probe
 from .io import as_image, resize
 from .models import as_vision_model
 from .objectives import Objective
@@ -77,17 +77,27 @@ class DreamResult:
 
 
 def default_layer(model) -> str:
-    """The default dream layer: from :data:`DEFAULT_LAYERS`, else the last top-level-most layer
+    """The default dream layer: from :data:`DEFAULT_LAYERS`, else the family's (a middle block
+    for transformers, ``defaults.DREAM_FAMILY_LAYERS``), else the last top-level-most layer
     whose output still has 1/16 of the input resolution (stride 16), like inception4c."""
     model = as_vision_model(model)
     if model.name in DEFAULT_LAYERS:
         return DEFAULT_LAYERS[model.name]
     table = probe(model)
+    for prefix, pattern in D.DREAM_FAMILY_LAYERS.items():
+        if model.name.startswith(prefix):
+            blocks = [n for n in table if n.startswith("encoder.layers.") and n.count(".") == 2]
+            name = pattern.format(middle=max(0, len(blocks) // 2 - 1))
+            if name in table:
+                return name
     h = model.input_size[0]
     cands = [
         info.name
         for info in table.values()
-        if info.calls == 1 and info.shape and len(info.shape) == 3 and info.shape[1] >= h / 16
+        if info.calls == 1
+        and info.layout is not None
+        and info.layout.grid is not None
+        and info.layout.grid[0] >= h / 16
     ]
     if not cands:
         raise UsageError(
@@ -110,7 +120,8 @@ def _guide_features(model, guide, layers: Sequence[str]) -> dict[str, torch.Tens
     _check_workable(model, list(layers), [tuple(image.shape[-2:])], what="the guide image")
     with Capture(model, layers) as cap, torch.no_grad():
         acts = cap(image.unsqueeze(0).to(model.device))
-    return {k: v[0].detach().float() for k, v in acts.items()}
+    table = probe(model)
+    return {k: as_nchw(v, table[k].layout)[0].detach().float() for k, v in acts.items()}
 
 
 def guide_objective(layer: str, features: torch.Tensor, mode: str = "match") -> Objective:
@@ -131,9 +142,8 @@ def guide_objective(layer: str, features: torch.Tensor, mode: str = "match") -> 
         raise UsageError(f"unknown guide mode {mode!r}; use match, dot or mean")
     keys = F.normalize(feats, dim=0) if mode == "match" else feats
 
-    def fn(acts):
-        a = acts[layer]
-        x = a.flatten(2) if a.dim() > 2 else a.unsqueeze(-1)  # N x C x P
+    def compute(f, raw, layout):
+        x = f.flatten(2)  # N x C x P
         g = feats.to(x.device, x.dtype)
         with torch.no_grad():
             q = F.normalize(x, dim=1) if mode == "match" else x
@@ -141,16 +151,15 @@ def guide_objective(layer: str, features: torch.Tensor, mode: str = "match") -> 
         target = g[:, best].permute(1, 0, 2)  # N x C x P: the matched guide feature
         return (x * target).sum(1).mean(-1)
 
-    def binder(model):
+    def check(model):
         info = check_layer(model, layer)
-        if info.shape and info.shape[0] != feats.shape[0]:
-            raise UsageError(
-                f"the guide has {feats.shape[0]} channels at {layer}, not {info.shape[0]}"
-            )
-        return o
+        n = num_channels(info)
+        if n is not None and n != feats.shape[0]:
+            raise UsageError(f"the guide has {feats.shape[0]} channels at {layer}, not {n}")
+        return info
 
-    o = Objective(fn, f"guide({layer}{'' if mode == 'match' else ', ' + mode})", [layer], binder)
-    return o
+    name = f"guide({layer}{'' if mode == 'match' else ', ' + mode})"
+    return obj_mod.on_layer(name, layer, ("guide", layer), compute, check, None)
 
 
 def _layer_weights(spec) -> dict[str, float] | None:
@@ -273,8 +282,8 @@ def _workable(model, layers: list[str], shape: tuple[int, int]) -> str | None:
     """None if the model can dream ``layers`` at ``shape``; else why not."""
     if min(shape) < MIN_SIDE:
         return f"{shape[1]}x{shape[0]} px is below the {MIN_SIDE} px minimum"
-    if min(shape) >= min(model.input_size):
-        return None  # the model's own input size always works
+    if min(shape) >= min(model.input_size) or model.fixed_size:
+        return None  # the model's own input size always works (fixed-size models resize)
     hooked = [name for name in layers if name != LOGITS]
     try:
         with Capture(model, layers) as cap, torch.no_grad():

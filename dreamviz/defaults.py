@@ -84,6 +84,17 @@ DREAM_LAYERS = MappingProxyType(
     }
 )
 
+#: Per family (model-name prefix), the dream layer when DREAM_LAYERS names none: transformers
+#: dream best at a middle block. ``{middle}`` is the middle encoder layer's index.
+DREAM_FAMILY_LAYERS = MappingProxyType(
+    {
+        "vit_": "encoder.layers.encoder_layer_{middle}",
+        "swin_": "features.5",  # stage 3 of 4, channels-last
+        "convnext_": "features.5",
+        "maxvit_": "blocks.2",
+    }
+)
+
 #: Saliency maps: the method, its options, and how maps are drawn.
 SALIENCY = MappingProxyType(
     {
@@ -102,6 +113,7 @@ SALIENCY = MappingProxyType(
 
 __all__ = [
     "DREAM",
+    "DREAM_FAMILY_LAYERS",
     "DREAM_LAYERS",
     "GALLERY",
     "MODEL",

@@ -23,7 +23,7 @@ from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
 from .errors import NonFiniteError, UsageError, arg
-from .hooks import Capture
+from .hooks import Capture, check_input_size
 from .models import as_vision_model, resolve_device
 from .objectives import Objective
 from .objectives import parse as parse_objective
@@ -230,7 +230,10 @@ def render(
             seed=seed,
         )
     param = param.to(dev)
-    n = param().shape[0]
+    first = param()
+    n = first.shape[0]
+    if tile is None or max(first.shape[-2:]) <= tile:
+        check_input_size(model, tuple(first.shape[-2:]))
     gens = _generators(seed_list(seed, n))
     robust, plain = tf_mod.get(transforms), tf_mod.none()
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain

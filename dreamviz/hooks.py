@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import UsageError, suggest
+from .errors import DreamvizError, UsageError, suggest
 from .models import VisionModel, as_vision_model, model_guard
 
 LOGITS = "logits"
@@ -26,12 +26,104 @@ class _StopForward(BaseException):
     model whose forward catches Exception cannot swallow the early stop."""
 
 
+LAYOUTS = ("nchw", "nhwc", "tokens", "vector")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a layer's feature (channel) axis sits, detected from its output shape.
+
+    * ``nchw``: N x C x H x W (convolutions);
+    * ``nhwc``: N x H x W x C (channels last: Swin's stages, ConvNeXt's block internals);
+    * ``tokens``: N x L x D (transformers): D features; ``prefix`` leading tokens (ViT's class
+      token) before ``grid`` = (rows, cols) patch tokens, when the patch grid is recognized;
+    * ``vector``: N x C (pooled features, logits).
+    """
+
+    kind: str
+    channels: int
+    grid: tuple[int, int] | None = None  # (H, W) of the feature map or of the patch grid
+    prefix: int = 0  # tokens before the patch grid (class / distillation tokens)
+
+    def describe(self) -> str:
+        """``768 ch, 14x14 tokens + cls`` / ``96 ch, 56x56, channels-last`` / ``64 ch, 56x56``."""
+        if self.kind == "vector":
+            return f"{self.channels} ch"
+        grid = f"{self.grid[0]}x{self.grid[1]}" if self.grid else "?"
+        if self.kind == "tokens":
+            extra = {0: "", 1: " + cls"}.get(self.prefix, f" + {self.prefix} extra")
+            return f"{self.channels} ch, {grid} tokens{extra}"
+        return f"{self.channels} ch, {grid}" + (", channels-last" if self.kind == "nhwc" else "")
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     name: str
     type: str
     shape: tuple[int, ...] | None  # output shape without the batch dim (first call)
     calls: int  # how many times the module runs in one forward pass
+    layout: Layout | None = None  # None: no channel axis dreamviz knows
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 0.05 * max(a, b)
+
+
+def detect_layout(shape: tuple[int, ...] | None, size: tuple[int, int]) -> Layout | None:
+    """The layout of a per-image output ``shape`` (no batch dim) at input ``size`` (H, W).
+
+    A 3-dim shape is N x C x H x W when its last two dims have the input's aspect ratio, and
+    N x H x W x C when its first two do (if both do, as for C == H == W, NCHW wins). A 2-dim
+    shape is tokens; L = prefix + rows * cols is matched to a patch grid of the input's aspect
+    ratio, trying one class token first, then none, then two.
+    """
+    if not shape:
+        return None
+    h, w = size
+    aspect = h / w
+    if len(shape) == 1:
+        return Layout("vector", shape[0])
+    if len(shape) == 3:
+        a, b, c = shape
+        if b and c and _close(b / c, aspect) and b <= h and c <= w:
+            return Layout("nchw", a, (b, c))
+        if a and b and _close(a / b, aspect) and a <= h and b <= w:
+            return Layout("nhwc", c, (a, b))
+        return Layout("nchw", a, (b, c))
+    if len(shape) == 2:
+        length, dim = shape
+        for prefix in (1, 0, 2):
+            n = length - prefix
+            if n <= 0:
+                continue
+            rows = max(1, round((n * aspect) ** 0.5))
+            if n % rows == 0 and _close(rows / (n // rows), aspect):
+                return Layout("tokens", dim, (rows, n // rows), prefix)
+        return Layout("tokens", dim, None, 0)
+    return None
+
+
+def as_nchw(t: torch.Tensor, layout: Layout | None) -> torch.Tensor:
+    """A layer's output as N x C x H x W (a view where possible; NCHW is returned as is).
+
+    Tokens: the patch tokens only, on their grid (N x D x rows x cols), or N x D x L x 1 when
+    no grid is known. Vectors: N x C x 1 x 1.
+    """
+    if layout is None or layout.kind == "nchw":
+        return t if t.dim() != 2 else t[:, :, None, None]
+    if layout.kind == "nhwc":
+        return t.permute(0, 3, 1, 2)
+    if layout.kind == "vector":
+        return t.reshape(t.shape[0], -1, 1, 1)
+    patches = t[:, layout.prefix :]
+    if layout.grid is not None and patches.shape[1] == layout.grid[0] * layout.grid[1]:
+        return patches.transpose(1, 2).reshape(t.shape[0], t.shape[-1], *layout.grid)
+    return patches.transpose(1, 2).unsqueeze(-1)
+
+
+def token(t: torch.Tensor, layout: Layout, index: int) -> torch.Tensor:
+    """Raw token ``index`` of a token layer's output (0: ViT's class token): N x D."""
+    return t[:, index]
 
 
 _PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -47,7 +139,7 @@ def probe(model: VisionModel, size: tuple[int, int] | None = None) -> dict[str, 
     size = tuple(size or model.input_size)
     cache = _PROBES.setdefault(net, {})
     if size in cache:
-        return cache[size]
+        return _with_overrides(model, cache[size])
     calls: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...] | None] = {}
     handles = []
@@ -77,13 +169,89 @@ def probe(model: VisionModel, size: tuple[int, int] | None = None) -> dict[str, 
         for h in handles:
             h.remove()
     table = {
-        name: LayerInfo(name, type(m).__name__, shapes.get(name), calls.get(name, 0))
+        name: LayerInfo(
+            name,
+            type(m).__name__,
+            shapes.get(name),
+            calls.get(name, 0),
+            detect_layout(shapes.get(name), size),
+        )
         for name, m in named
     }
     if isinstance(out, torch.Tensor):
-        table[LOGITS] = LayerInfo(LOGITS, "output", tuple(out.shape[1:]), 1)
+        shape = tuple(out.shape[1:])
+        table[LOGITS] = LayerInfo(LOGITS, "output", shape, 1, detect_layout(shape, size))
     cache[size] = table
-    return table
+    return _with_overrides(model, table)
+
+
+def _with_overrides(model: VisionModel, table: dict[str, LayerInfo]) -> dict[str, LayerInfo]:
+    """Apply the layouts a user stated (``VisionModel(layouts={...})``) over detected ones."""
+    stated = getattr(model, "layouts", None) or {}
+    if not stated:
+        return table
+    out = dict(table)
+    for name, spec in stated.items():
+        if name in out:
+            info = out[name]
+            out[name] = LayerInfo(
+                info.name, info.type, info.shape, info.calls, stated_layout(spec, info.shape)
+            )
+    return out
+
+
+def stated_layout(spec, shape: tuple[int, ...] | None) -> Layout:
+    """A user's layout: a :class:`Layout`, or ``"nchw"``/``"nhwc"``/``"vector"``/
+    ``"tokens"`` (``"tokens+1"`` for one class token), completed from the layer's shape."""
+    if isinstance(spec, Layout):
+        return spec
+    kind, _, extra = str(spec).partition("+")
+    if kind not in LAYOUTS:
+        raise UsageError(f"unknown layout {spec!r}; use one of {', '.join(LAYOUTS)} or tokens+K")
+    if not shape:
+        raise UsageError(f"layout {spec!r} was stated for a layer whose output is not a tensor")
+    need = {"nchw": 3, "nhwc": 3, "tokens": 2, "vector": 1}[kind]
+    if len(shape) != need:
+        raise UsageError(
+            f"layout {spec!r} needs a {need + 1}-dim output (with the batch), "
+            f"but the layer gives N x {' x '.join(map(str, shape))}"
+        )
+    if kind == "nchw":
+        return Layout(kind, shape[0], tuple(shape[1:]))
+    if kind == "nhwc":
+        return Layout(kind, shape[2], tuple(shape[:2]))
+    if kind == "vector":
+        return Layout(kind, shape[0])
+    prefix = int(extra or 0)
+    n = shape[0] - prefix
+    rows = max(1, round(n**0.5))
+    grid = (rows, n // rows) if rows * (n // rows) == n else None
+    return Layout(kind, shape[1], grid, prefix)
+
+
+def check_input_size(model: VisionModel, size: tuple[int, int]) -> None:
+    """A one-line usage error if ``model`` cannot run on (or loses every pixel of) an image of
+    ``size`` (H, W); the check is one forward pass, cached per model and size."""
+    model = as_vision_model(model)
+    h, w = (int(size[0]), int(size[1]))
+    if model.fixed_size or (h, w) == tuple(model.input_size):
+        return  # fixed-size models resize every image to their own size
+    native = f"{model.input_size[1]}x{model.input_size[0]}"
+    try:
+        table = probe(model, (h, w))
+    except DreamvizError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure inside the model at this size
+        raise UsageError(
+            f"a {w}x{h} image is too small for {model.name} (the network fails: "
+            f"{type(e).__name__}); use a larger size, e.g. its native {native}"
+        ) from e
+    empty = [i.name for i in table.values() if i.shape is not None and 0 in i.shape]
+    if empty:
+        raise UsageError(
+            f"a {w}x{h} image is too small for {model.name}: {empty[0]} has no pixels left; "
+            f"use a larger size, e.g. its native {native}"
+        )
 
 
 def layer_names(model: VisionModel) -> list[str]:
@@ -130,9 +298,8 @@ def check_layer(model: VisionModel, layer: str) -> LayerInfo:
 
 
 def num_channels(info: LayerInfo) -> int | None:
-    if not info.shape:
-        return None
-    return info.shape[0]
+    """The size of the layer's feature axis (wherever it sits), or None if it has none."""
+    return info.layout.channels if info.layout is not None else None
 
 
 def parse_unit(text: str) -> tuple[str, int | None]:
@@ -161,7 +328,13 @@ def check_unit(model: VisionModel, layer: str, channel: int | None) -> LayerInfo
     info = check_layer(model, layer)
     if channel is not None:
         n = num_channels(info)
-        if n is not None and not 0 <= channel < n:
+        if n is None:
+            shape = " x ".join(map(str, info.shape or ())) or "no tensor"
+            raise UsageError(
+                f"{layer} has no channel axis (its output is N x {shape}); give the whole "
+                f"layer ({layer}) or pick another from `dreamviz layers {model.name}`"
+            )
+        if not 0 <= channel < n:
             raise UsageError(
                 f"channel {channel} is out of range for {layer} ({n} channels); use 0..{n - 1}"
             )

@@ -90,6 +90,15 @@ class VisionModel(nn.Module):
     Attributes: ``net`` (the wrapped module, whose dotted module names are the layer names),
     ``mean`` and ``std`` (buffers, shape 1x3x1x1), ``classes`` (list of class names or None),
     ``input_size`` ((H, W) the model was trained at), ``name`` and ``weights`` (descriptions).
+
+    ``fixed_size``: the network accepts only ``input_size`` (torchvision's ViT and MaxViT
+    assert it; detected for them, say so for your own). Images of any other size are then
+    resized to ``input_size`` inside :meth:`forward`, differentiably, so every command works
+    at any image size and gradients come back at the caller's size.
+
+    ``layouts``: ``{layer: "nchw" | "nhwc" | "tokens" | "tokens+1" | "vector"}`` for layers
+    whose feature axis dreamviz cannot detect from their shape (see
+    :func:`dreamviz.hooks.detect_layout`); stated layouts win over detected ones.
     """
 
     def __init__(
@@ -101,6 +110,8 @@ class VisionModel(nn.Module):
         input_size: int | tuple[int, int] = 224,
         name: str = "custom",
         weights: str = "custom",
+        fixed_size: bool | None = None,
+        layouts: dict | None = None,
     ):
         super().__init__()
         self.net = net
@@ -112,6 +123,8 @@ class VisionModel(nn.Module):
         self.input_size = tuple(int(s) for s in input_size)
         self.name = name
         self.weights = weights
+        self.fixed_size = _demands_input_size(net) if fixed_size is None else bool(fixed_size)
+        self.layouts = dict(layouts or {})
 
     @property
     def device(self) -> torch.device:
@@ -122,8 +135,18 @@ class VisionModel(nn.Module):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
+    def fit(self, images: torch.Tensor) -> torch.Tensor:
+        """Images at the size the network accepts: unchanged, unless the model has a fixed
+        input size they don't match (then resized, antialiased when shrinking)."""
+        if not self.fixed_size or tuple(images.shape[-2:]) == self.input_size:
+            return images
+        shrink = images.shape[-2] > self.input_size[0] or images.shape[-1] > self.input_size[1]
+        return torch.nn.functional.interpolate(
+            images, size=self.input_size, mode="bilinear", align_corners=False, antialias=shrink
+        )
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(images))
+        return self.net(self.normalize(self.fit(images)))
 
     def class_index(self, name_or_index: str | int) -> int:
         """Resolve a class index, or an ImageNet name (case-insensitive), to an index."""
@@ -140,7 +163,14 @@ class VisionModel(nn.Module):
         return last.out_features if last is not None else None
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, weights={self.weights!r}, input_size={self.input_size}"
+        fixed = ", fixed_size=True" if self.fixed_size else ""
+        return f"name={self.name!r}, weights={self.weights!r}, input_size={self.input_size}{fixed}"
+
+
+def _demands_input_size(net: nn.Module) -> bool:
+    """Whether a network accepts only its own input size (torchvision's ViT and MaxViT)."""
+    fixed = (torchvision.models.VisionTransformer, torchvision.models.MaxVit)
+    return isinstance(net, fixed)
 
 
 def resolve_class(

@@ -24,7 +24,16 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .errors import UsageError
-from .hooks import LOGITS, check_layer, check_unit, layer_names, parse_unit
+from .hooks import (
+    LOGITS,
+    Layout,
+    as_nchw,
+    check_layer,
+    check_unit,
+    layer_names,
+    num_channels,
+    parse_unit,
+)
 from .models import as_vision_model, imagenet_classes, resolve_class
 
 Acts = dict[str, torch.Tensor]
@@ -173,72 +182,118 @@ def _tag(batch: int | None) -> str:
 # ------------------------------------------------------------------ objectives
 
 
-def channel(layer: str, c: int, batch: int | None = None) -> Objective:
-    """Mean activation of channel ``c`` of ``layer`` over all positions."""
+def on_layer(
+    name: str,
+    layer: str,
+    target: tuple,
+    compute: Callable,
+    check: Callable,
+    batch: int | None,
+    layout: Layout | None = None,
+) -> Objective:
+    """An objective on one layer, named ``name``: the building block of every unit objective,
+    and of your own. ``compute(features, raw, layout)`` gets the selected images' output as
+    N x C x H x W (:func:`dreamviz.hooks.as_nchw`, the identity for NCHW layers) and
+    raw; binding checks the unit with ``check(model) -> LayerInfo`` and fixes the layer's
+    layout, so the feature axis is found wherever it sits."""
 
     def fn(acts):
-        a = _select(acts[layer], batch)
-        return _per_image(_spatial_mean(a[:, c]), batch, acts[layer].shape[0])
+        raw = _select(acts[layer], batch)
+        return _per_image(compute(as_nchw(raw, layout), raw, layout), batch, acts[layer].shape[0])
 
     def binder(model):
-        check_unit(model, layer, c)
-        return obj
+        info = check(model)
+        return on_layer(name, layer, target, compute, check, batch, info.layout)
 
-    obj = Objective(fn, f"channel({layer}:{c}{_tag(batch)})", [layer], binder)
-    obj.target = ("channel", layer, c)
+    obj = Objective(fn, name, [layer], binder)
+    obj.target = target
     return obj
+
+
+def channel(layer: str, c: int, batch: int | None = None) -> Objective:
+    """Mean activation of channel ``c`` of ``layer`` over all positions (for token layers:
+    over the patch tokens; the feature axis is found wherever it sits, see ``Layout``)."""
+    return on_layer(
+        f"channel({layer}:{c}{_tag(batch)})",
+        layer,
+        ("channel", layer, c),
+        lambda f, raw, layout: _spatial_mean(f[:, c]),
+        lambda model: check_unit(model, layer, c),
+        batch,
+    )
+
+
+CLS = "cls"  # neuron(..., x=CLS) or LAYER:C@cls: the class token of a token layer
 
 
 def neuron(
-    layer: str, c: int, x: int | None = None, y: int | None = None, batch: int | None = None
+    layer: str,
+    c: int,
+    x: int | str | None = None,
+    y: int | None = None,
+    batch: int | None = None,
 ) -> Objective:
     """Activation of channel ``c`` at one position: column ``x``, row ``y`` (default: centre).
 
-    The centre is ``(W // 2, H // 2)`` of the layer's own map, so non-square maps work.
+    The centre is ``(W // 2, H // 2)`` of the layer's own map, so non-square maps work. On a
+    token layer ``x``/``y`` address the patch grid, and ``x="cls"`` is the class token (the
+    first token; the unit string ``LAYER:C@cls``).
     """
+    cls_token = x == CLS
 
-    def fn(acts):
-        a = _select(acts[layer], batch)
-        if a.dim() == 4:
-            h, w = a.shape[-2:]
+    def compute(f, raw, layout):
+        if cls_token:
+            return raw[:, 0, c]
+        if f.dim() == 4:
+            h, w = f.shape[-2:]
             xi = w // 2 if x is None else x
             yi = h // 2 if y is None else y
-            v = a[:, c, yi, xi]
-        else:
-            v = a[:, c]
-        return _per_image(v, batch, acts[layer].shape[0])
+            return f[:, c, yi, xi]
+        return f[:, c]
 
-    def binder(model):
+    def check(model):
         info = check_unit(model, layer, c)
-        if info.shape and len(info.shape) == 3:
-            h, w = info.shape[1:]
+        lay = info.layout
+        if cls_token:
+            if lay is None or lay.kind != "tokens" or lay.prefix < 1:
+                raise UsageError(
+                    f"{layer} has no class token ({lay.describe() if lay else 'no layout'}); "
+                    "address a position with x and y instead"
+                )
+        elif lay is not None and lay.grid is not None and lay.kind != "vector":
+            h, w = lay.grid
             if x is not None and not 0 <= x < w or y is not None and not 0 <= y < h:
                 raise UsageError(
-                    f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} map "
-                    f"at {model.input_size[1]}x{model.input_size[0]} input"
+                    f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} grid "
+                    f"at {model.input_size[1]}x{model.input_size[0]} input; use x 0..{w - 1}, "
+                    f"y 0..{h - 1}"
                 )
-        return obj
+        return info
 
-    pos = "" if x is None and y is None else f", x={x}, y={y}"
-    obj = Objective(fn, f"neuron({layer}:{c}{pos}{_tag(batch)})", [layer], binder)
-    obj.target = ("neuron", layer, c)
-    return obj
+    if cls_token:
+        pos = "@cls"
+    else:
+        pos = "" if x is None and y is None else f", x={x}, y={y}"
+    return on_layer(
+        f"neuron({layer}:{c}{pos}{_tag(batch)})",
+        layer,
+        ("neuron", layer, c),
+        compute,
+        check,
+        batch,
+    )
 
 
 def layer(name: str, batch: int | None = None) -> Objective:
     """Mean of squares of the whole layer: the deep-dream objective."""
-
-    def fn(acts):
-        a = _select(acts[name], batch)
-        return _per_image(a.pow(2).flatten(1).mean(1), batch, acts[name].shape[0])
-
-    def binder(model):
-        check_layer(model, name)
-        return obj
-
-    obj = Objective(fn, f"layer({name}{_tag(batch)})", [name], binder)
-    obj.target = ("layer", name)
-    return obj
+    return on_layer(
+        f"layer({name}{_tag(batch)})",
+        name,
+        ("layer", name),
+        lambda f, raw, layout: raw.pow(2).flatten(1).mean(1),
+        lambda model: check_layer(model, name),
+        batch,
+    )
 
 
 def class_logit(c: int | str, batch: int | None = None) -> Objective:
@@ -265,25 +320,21 @@ def class_logit(c: int | str, batch: int | None = None) -> Objective:
 
 
 def direction(layer: str, vector, batch: int | None = None) -> Objective:
-    """Mean over positions of the dot product of ``layer``'s activations with ``vector``."""
+    """Mean over positions of the dot product of ``layer``'s features with ``vector``."""
     vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
 
-    def fn(acts):
-        a = _select(acts[layer], batch)
-        v = vec.to(a.device, a.dtype).view(1, -1, *([1] * (a.dim() - 2)))
-        return _per_image(_spatial_mean((a * v).sum(1)), batch, acts[layer].shape[0])
+    def compute(f, raw, layout):
+        v = vec.to(f.device, f.dtype).view(1, -1, *([1] * (f.dim() - 2)))
+        return _spatial_mean((f * v).sum(1))
 
-    def binder(model):
+    def check(model):
         info = check_layer(model, layer)
-        if info.shape and info.shape[0] != vec.numel():
-            raise UsageError(
-                f"direction has {vec.numel()} entries but {layer} has {info.shape[0]} channels"
-            )
-        return obj
+        n = num_channels(info)
+        if n is not None and n != vec.numel():
+            raise UsageError(f"direction has {vec.numel()} entries but {layer} has {n} channels")
+        return info
 
-    obj = Objective(fn, f"direction({layer})", [layer], binder)
-    obj.target = ("direction", layer)
-    return obj
+    return on_layer(f"direction({layer})", layer, ("direction", layer), compute, check, batch)
 
 
 def diversity(layer: str) -> Objective:
@@ -293,28 +344,49 @@ def diversity(layer: str) -> Objective:
     it makes several images of one unit come out different. A batch of one scores 0.
     """
 
-    def fn(acts):
-        a = acts[layer]
-        n = a.shape[0]
-        f = a.flatten(2)
-        grams = f @ f.transpose(1, 2) / f.shape[-1]
-        grams = grams / grams.flatten(1).norm(dim=1).clamp_min(1e-12).view(n, 1, 1)
-        g = grams.flatten(1)
-        sim = g @ g.T
-        return -(sim.sum(1) - sim.diagonal()) / n
+    def make(layout: Layout | None) -> Objective:
+        def fn(acts):
+            return _diversity(as_nchw(acts[layer], layout))
 
-    def binder(model):
-        check_layer(model, layer)
-        return obj
+        def binder(model):
+            return make(check_layer(model, layer).layout)
 
-    obj = Objective(fn, f"diversity({layer})", [layer], binder)
-    return obj
+        return Objective(fn, f"diversity({layer})", [layer], binder)
+
+    return make(None)
+
+
+def _diversity(a: torch.Tensor) -> torch.Tensor:
+    n = a.shape[0]
+    f = a.flatten(2)
+    grams = f @ f.transpose(1, 2) / f.shape[-1]
+    grams = grams / grams.flatten(1).norm(dim=1).clamp_min(1e-12).view(n, 1, 1)
+    g = grams.flatten(1)
+    sim = g @ g.T
+    return -(sim.sum(1) - sim.diagonal()) / n
 
 
 # ------------------------------------------------------------------ parsing
 
 #: What a target string may be, for error messages.
-GRAMMAR = "LAYER:CHANNEL (a channel), LAYER (the whole layer), or a class name or index"
+GRAMMAR = (
+    "LAYER:CHANNEL (a channel), LAYER:CHANNEL@X,Y (a neuron), LAYER (the whole layer), "
+    "or a class name or index"
+)
+
+
+def _position(text: str, pos: str) -> tuple[int | str, int | None]:
+    """``"3,4"`` -> (3, 4); ``"cls"`` -> ("cls", None)."""
+    pos = pos.strip().lower()
+    if pos == CLS:
+        return CLS, None
+    parts = [p.strip() for p in pos.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise UsageError(
+            f"unit {text!r}: write a neuron as LAYER:CHANNEL@X,Y (column, row of the layer's "
+            "grid) or LAYER:CHANNEL@cls (a class token), e.g. blocks.10:5@3,4"
+        )
+    return int(parts[0]), int(parts[1])
 
 
 def _looks_like_layer(text: str) -> bool:
@@ -330,6 +402,8 @@ def parse(
     """The one parser of target strings, used by every command and API that takes one.
 
     * ``LAYER:CHANNEL`` is :func:`channel` (``logits:C`` is class ``C``);
+    * ``LAYER:CHANNEL@X,Y`` is :func:`neuron` at column X, row Y; ``LAYER:CHANNEL@cls`` is the
+      class token of a token layer;
     * ``LAYER``, a layer of ``model``, is :func:`layer` (the mean square of the layer);
     * anything else is a class, by index or name (:func:`class_logit`).
 
@@ -352,8 +426,15 @@ def parse(
     if not text:
         raise UsageError(f"empty target; write {GRAMMAR}")
     if ":" in text:
-        name, c = parse_unit(text)
-        obj = class_logit(c, batch=batch) if name == LOGITS else channel(name, c, batch=batch)
+        unit, at, pos = text.partition("@")
+        name, c = parse_unit(unit)
+        if at:
+            x, y = _position(text, pos)
+            obj = neuron(name, c, x, y, batch=batch)
+        elif name == LOGITS:
+            obj = class_logit(c, batch=batch)
+        else:
+            obj = channel(name, c, batch=batch)
     elif vm is not None and text in layer_names(vm):
         obj = layer(text, batch=batch)
     elif kind == "unit":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import defaults
 from . import parent
 
 
@@ -9,12 +10,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "layers",
         parents=[parent()],
-        help="list a model's layers (name, type, output shape)",
-        description="Print one line per hookable layer: dotted name, module type and output "
-        "shape CxHxW at the model's native input size. Needs only the architecture, so it "
+        help="list a model's layers (name, type, output shape, channels)",
+        description="Print one line per hookable layer: dotted name, module type, output shape "
+        "at the model's native input size, and where its channels are (e.g. '768 ch, 14x14 "
+        "tokens + cls', '96 ch, 56x56, channels-last'). Needs only the architecture, so it "
         "works offline for every model. Use a name as LAYER in LAYER:CHANNEL units.",
     )
-    p.add_argument("model", nargs="?", default="efficientnet_lite0", help="model name")
+    p.add_argument("model", nargs="?", default=defaults.MODEL, help="model name")
     p.set_defaults(func=run)
 
 
@@ -33,6 +35,8 @@ def run(args) -> int:
     rows = []
     for info in table.values():
         shape = "x".join(str(s) for s in info.shape) if info.shape else "-"
+        if info.layout is not None and info.calls == 1:
+            shape = f"{shape:<14}  {info.layout.describe()}"
         if info.calls == 0:
             shape += "  (not run in eval mode)"
         elif info.calls > 1:
