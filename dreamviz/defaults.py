@@ -35,6 +35,10 @@ RENDER = MappingProxyType(
         "amp": False,
     }
 )
+#: The ``crops`` transforms (MACO-style views): crops per image and step, box side as a
+#: fraction of the image's shorter side, spread of the box centre, and noise amplitude.
+CROPS = MappingProxyType({"views": 4, "scale": (0.25, 0.5), "spread": 0.15, "noise": 0.05})
+
 #: Chosen by rendering candidate channels of the middle blocks and looking at them (see
 #: docs/QUALITY.md); it renders in under a minute at 224 px on a 2-core CPU.
 RENDER_UNIT = "blocks.12:0"
@@ -112,6 +116,7 @@ SALIENCY = MappingProxyType(
 )
 
 __all__ = [
+    "CROPS",
     "DREAM",
     "DREAM_FAMILY_LAYERS",
     "DREAM_LAYERS",

@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -23,9 +24,9 @@ from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
 from .errors import NonFiniteError, UsageError, arg
-from .hooks import Capture, check_input_size
+from .hooks import LOGITS, Capture, check_input_size
 from .models import as_vision_model, resolve_device
-from .objectives import Objective
+from .objectives import Objective, closeness
 from .objectives import parse as parse_objective
 from .param import ImageParam, image_param
 from .param import _seeds as seed_list
@@ -42,6 +43,7 @@ class RenderResult:
     interrupted: bool = False
     objective: str = ""
     seconds: float = 0.0
+    alpha: torch.Tensor | None = None  # N x H x W accumulated |gradient| (render(alpha=True))
 
     @property
     def final(self) -> torch.Tensor:
@@ -93,6 +95,19 @@ def _penalty(regs: list[Callable], images: torch.Tensor) -> torch.Tensor:
     return per_image.sum() + scalar
 
 
+def evaluate(objective: Objective, acts: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """The objective per image, (N,). Transforms that show several views of each image
+    (:class:`~dreamviz.transforms.Crops`) give N * K rows, view-major; the objective is
+    evaluated on each group of N rows (so ``batch=i`` still means image i) and averaged."""
+    rows = next(iter(acts.values())).shape[0]
+    if rows == n:
+        return objective(acts)
+    if rows % n:
+        raise UsageError(f"the transforms made {rows} rows from {n} images; give K * {n}")
+    views = [{k: t[v * n : (v + 1) * n] for k, t in acts.items()} for v in range(rows // n)]
+    return torch.stack([objective(a) for a in views]).mean(0)
+
+
 def objective_and_grad(
     images: torch.Tensor,
     transform: Callable,
@@ -105,7 +120,7 @@ def objective_and_grad(
     """One step's forward and backward pass; returns the objective values (N,)."""
     x = transform(images, gens)
     with autocast():
-        values = objective(cap(x)).float()
+        values = evaluate(objective, cap(x), images.shape[0]).float()
     (_penalty(regs, images) - values.sum()).backward()
     return values.detach()
 
@@ -137,7 +152,7 @@ def objective_and_grad_tiled(
         ex0, ex1 = max(0, x0 - margin), min(ww, x1 + margin)
         piece = x_det[:, :, ey0:ey1, ex0:ex1].clone().requires_grad_(True)
         with autocast():
-            values = objective(cap(piece)).float()
+            values = evaluate(objective, cap(piece), images.shape[0]).float()
         weight = (y1 - y0) * (x1 - x0) / area
         (-(values.sum()) * weight).backward()
         grad[:, :, y0:y1, x0:x1] += piece.grad[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
@@ -166,6 +181,33 @@ def _device(model, device) -> torch.device:
             "move the model or leave device unset"
         )
     return dev
+
+
+def _accentuated(model, objective: Objective, init, weight: float, layer, param) -> Objective:
+    """``objective + weight * closeness(layer, the photo's output there)`` (see render)."""
+    if init is None:
+        raise UsageError(
+            f"{arg('accentuate')} keeps the picture close to a photo: give the photo as "
+            f"{arg('init', 'PHOTO')}"
+        )
+    if not weight > 0:
+        raise UsageError(f"{arg('accentuate')} must be > 0, got {weight}")
+    layers = [name for name in objective.layers if name != LOGITS]
+    name = layer or (layers[-1] if layers else None)
+    if name is None:
+        raise UsageError(
+            f"a class objective has no layer of its own; name the layer to keep close with "
+            f"{arg('accentuate_layer', 'LAYER')}"
+        )
+    with torch.no_grad(), Capture(model, [name]) as cap:
+        reference = cap(param().detach().to(model.device))[name]
+    return (objective + weight * closeness(name, reference)).bind(model)
+
+
+def _accumulate(evidence: torch.Tensor, grad: torch.Tensor) -> None:
+    """A gradient hook that adds |grad| (mean over colours) to ``evidence``; returns None so
+    the gradient itself is left as it is."""
+    evidence.add_(grad.detach().abs().mean(1))
 
 
 def _blur_steps(param: ImageParam, step: int, blurs: list[Blur]) -> None:
@@ -199,6 +241,10 @@ def render(
     amp: bool = D.RENDER["amp"],
     tile: int | None = None,
     tile_overlap: int | None = None,
+    alpha: bool = False,
+    accentuate: float = D.RENDER["accentuate"],
+    accentuate_layer: str | None = D.RENDER["accentuate_layer"],
+    spectrum=D.RENDER["spectrum"],
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> RenderResult:
     """Maximize ``objective`` over an image; see the module docstring.
@@ -213,6 +259,17 @@ def render(
     most ``tile`` px, each seen with ``tile_overlap`` px of context on every side (default
     ``tile // 16`` rounded up to the 32 px grid) whose gradient is discarded; memory is
     bounded by one tile's graph.
+
+    ``accentuate``: feature accentuation (Hamblin et al. 2024). With ``init`` a photo, add
+    ``accentuate * closeness(layer, photo's output)`` to the objective, so the picture stays
+    near the photo at ``accentuate_layer`` (default: the objective's own layer) and shows what
+    in *this* photo drives the unit. ``spectrum``: the fixed magnitude of ``param_kind="maco"``
+    images (a .npy path or an array; default: the shipped natural spectrum).
+
+    ``alpha``: also accumulate the transparency map (MACO's): the sum over steps of
+    |d objective / d image|, averaged over colours, in ``RenderResult.alpha`` (N x H x W). It
+    is zero where no gradient ever reached (outside every crop) and large where the evidence
+    for the objective is; :func:`dreamviz.visualize.with_alpha` turns it into an RGBA image.
     """
     model = as_vision_model(model)
     dev = _device(model, device)
@@ -221,6 +278,7 @@ def render(
         objective = parse_objective(objective, model)
     objective = objective.bind(model)
     if param is None:
+        extra = {"spectrum": spectrum} if param_kind == "maco" else {}
         param = image_param(
             param_kind,
             size if size is not None else model.input_size,
@@ -228,14 +286,17 @@ def render(
             decorrelate=decorrelate,
             init=init,
             seed=seed,
+            **extra,
         )
+    if accentuate:
+        objective = _accentuated(model, objective, init, accentuate, accentuate_layer, param)
     param = param.to(dev)
     first = param()
     n = first.shape[0]
     if tile is None or max(first.shape[-2:]) <= tile:
         check_input_size(model, tuple(first.shape[-2:]))
     gens = _generators(seed_list(seed, n))
-    robust, plain = tf_mod.get(transforms), tf_mod.none()
+    robust, plain = tf_mod.get(transforms, model.input_size), tf_mod.none()
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain
     regs = list(regularizers)
     blurs = [r for r in regs if isinstance(r, Blur) and r.every]
@@ -257,6 +318,7 @@ def render(
 
     history: list[torch.Tensor] = []
     frames: dict[int, torch.Tensor] = {}
+    evidence = torch.zeros(n, *first.shape[-2:], device=dev) if alpha else None
     interrupted = False
     start = time.perf_counter()
     last_good = param().detach()
@@ -265,6 +327,8 @@ def render(
             for step in range(1, steps + 1):
                 opt.zero_grad(set_to_none=True)
                 images = param()
+                if evidence is not None:
+                    images.register_hook(partial(_accumulate, evidence))
                 values = step_fn(images, robust if step <= settle_from else plain, cap)
                 # one check of N values per step: a NaN gradient makes the next step's image,
                 # hence its objective, non-finite, and last_good is still the image before it
@@ -299,4 +363,5 @@ def render(
         interrupted=interrupted,
         objective=str(objective),
         seconds=time.perf_counter() - start,
+        alpha=evidence.float().cpu() if evidence is not None else None,
     )

@@ -366,6 +366,29 @@ def _diversity(a: torch.Tensor) -> torch.Tensor:
     return -(sim.sum(1) - sim.diagonal()) / n
 
 
+def closeness(layer: str, reference: torch.Tensor) -> Objective:
+    """Minus the squared distance of ``layer``'s output to ``reference`` (the output for a
+    photo, with or without the batch dim), relative to the reference's mean square: 0 at the
+    photo, negative as the image drifts. Feature accentuation (Hamblin et al. 2024) adds it,
+    weighted, to a unit's objective to keep the picture close to the photo at that layer."""
+    ref = reference.detach()
+    scale = float(ref.float().pow(2).mean().clamp_min(1e-12))
+
+    def compute(f, raw, layout):
+        r = ref.to(raw.device, raw.dtype)
+        r = r if r.dim() == raw.dim() else r.unsqueeze(0)
+        return -(raw - r).pow(2).flatten(1).mean(1) / scale
+
+    return on_layer(
+        f"closeness({layer})",
+        layer,
+        ("closeness", layer),
+        compute,
+        lambda model: check_layer(model, layer),
+        None,
+    )
+
+
 # ------------------------------------------------------------------ parsing
 
 #: What a target string may be, for error messages.
@@ -459,6 +482,7 @@ __all__ = [
     "Objective",
     "channel",
     "class_logit",
+    "closeness",
     "direction",
     "diversity",
     "layer",

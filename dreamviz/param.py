@@ -16,10 +16,14 @@ seed, so the same seed gives the same start on any device and in any batch posit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from .errors import UsageError, arg
 
 # Square root of the colour correlation of ImageNet pixels (Lucid's constant), columns scaled
 # so the largest has unit norm.
@@ -200,7 +204,140 @@ class FourierImage(ImageParam):
             self.set_image(self.forward().clamp(0, 1))
 
 
-PARAMS = {"pixel": PixelImage, "fft": FourierImage}
+SPECTRUM_FILE = Path(__file__).resolve().parent / "data" / "spectrum.npy"
+SPECTRUM_SIZE = 224  # the shipped spectrum is (3, 224, 113): rfft2 magnitudes of 224 x 224
+
+
+def _standardize(t: torch.Tensor) -> torch.Tensor:
+    """Zero mean and unit standard deviation per image (over colours and positions)."""
+    flat = t.flatten(1)
+    mean = flat.mean(1).view(-1, *([1] * (t.dim() - 1)))
+    std = flat.std(1).view(-1, *([1] * (t.dim() - 1)))
+    return (t - mean) / (std + 1e-4)
+
+
+def spectrum_law(size: int | Sequence[int], gains, exponents) -> torch.Tensor:
+    """The magnitude ``gain_c * f ** -exponent_c`` per colour channel on an rfft2 grid of
+    ``size`` (f in cycles per pixel, at least one cycle per image): 3 x H x (W // 2 + 1)."""
+    h, w = _size(size)
+    f = _freqs(h, w).clamp_min(1.0 / max(h, w))
+    g = torch.as_tensor(gains, dtype=torch.float32).view(3, 1, 1)
+    a = torch.as_tensor(exponents, dtype=torch.float32).view(3, 1, 1)
+    return g * f.unsqueeze(0) ** (-a)
+
+
+def natural_spectrum(images: Sequence[torch.Tensor], size: int = SPECTRUM_SIZE) -> torch.Tensor:
+    """The mean rfft2 magnitude of photos (each 3 x H x W in [0, 1], centre-cropped square and
+    resized to ``size``), in decorrelated colour: 3 x size x (size // 2 + 1). This is the
+    magnitude MACO keeps fixed (``dreamviz spectrum DIR`` writes it to a .npy file)."""
+    import torch.nn.functional as F
+
+    if not images:
+        raise UsageError("no photos to compute a spectrum from; give a folder of JPEG/PNG photos")
+    total = torch.zeros(3, size, size // 2 + 1)
+    for img in images:
+        side = min(img.shape[-2:])
+        y0, x0 = (img.shape[-2] - side) // 2, (img.shape[-1] - side) // 2
+        sq = img[None, :, y0 : y0 + side, x0 : x0 + side].float()
+        sq = F.interpolate(sq, size=(size, size), mode="bilinear", antialias=True)
+        t = _mix(_standardize(sq), COLOR_CORRELATION_INV)
+        total += torch.fft.rfft2(t[0], norm="ortho").abs()
+    return total / len(images)
+
+
+def fit_spectrum_law(magnitude: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Least-squares fit of ``log m = log gain - exponent * log f`` per colour channel, over
+    every frequency but the constant term: (gains, exponents)."""
+    h, w2 = magnitude.shape[-2:]
+    f = _freqs(h, 2 * (w2 - 1))
+    keep = f > 0
+    x = torch.log(f[keep]).double()
+    gains, exps = [], []
+    for c in range(3):
+        y = torch.log(magnitude[c][keep].clamp_min(1e-8)).double()
+        design = torch.stack([torch.ones_like(x), -x], 1)
+        sol = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.flatten()
+        gains.append(float(torch.exp(sol[0])))
+        exps.append(float(sol[1]))
+    return gains, exps
+
+
+def load_spectrum(spectrum=None, size: int | Sequence[int] = SPECTRUM_SIZE) -> torch.Tensor:
+    """A magnitude spectrum 3 x H x (W // 2 + 1) for an H x W image: from ``spectrum`` (a
+    tensor or array of shape 3 x h x (w // 2 + 1), or a .npy path), else the shipped default;
+    resized to the grid like Horama does (bilinear, antialiased)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    h, w = _size(size)
+    if spectrum is None:
+        spectrum = SPECTRUM_FILE
+    if isinstance(spectrum, (str, os.PathLike)):
+        path = str(spectrum)
+        if not os.path.isfile(path):
+            raise UsageError(
+                f"spectrum file {path!r} does not exist; write one with `dreamviz spectrum DIR`"
+            )
+        try:
+            spectrum = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {path!r} as a .npy spectrum ({type(e).__name__})") from e
+    mag = torch.as_tensor(np.asarray(spectrum), dtype=torch.float32)
+    if mag.dim() != 3 or mag.shape[0] != 3 or mag.shape[1] < 2 or mag.shape[2] < 2:
+        raise UsageError(
+            f"a spectrum must have shape 3 x H x (W // 2 + 1), got {tuple(mag.shape)}; "
+            "write one with `dreamviz spectrum DIR`"
+        )
+    if not bool(torch.isfinite(mag).all()) or bool((mag < 0).any()):
+        raise UsageError("a spectrum must hold finite magnitudes >= 0")
+    if tuple(mag.shape[-2:]) != (h, w // 2 + 1):
+        mag = F.interpolate(mag[None], size=(h, w // 2 + 1), mode="bilinear", antialias=True)[0]
+    return mag
+
+
+class MacoImage(ImageParam):
+    """MACO (Fel et al., NeurIPS 2023): only the **phase** of the image's Fourier spectrum is
+    optimized; its magnitude stays that of natural images (:func:`load_spectrum`).
+
+    ``forward``: standardize the phase, ``irfft2(magnitude * exp(i * phase))``, standardize
+    the image, recorrelate colours, sigmoid. Any size and batch; no ``init`` (a fixed magnitude
+    cannot represent a given photo: start from one with the ``fft`` or ``pixel`` kinds).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        batch: int = 1,
+        decorrelate: bool = True,
+        valid: str = "sigmoid",
+        init: torch.Tensor | None = None,
+        seed: int | Sequence[int] = 0,
+        sd: float = 1.0,
+        spectrum=None,
+    ):
+        super().__init__(decorrelate, valid)
+        if init is not None:
+            raise UsageError(
+                "the maco parameterization keeps a natural magnitude, so it cannot start from "
+                f"a photo; use {arg('param_kind', repr('fft'))} or 'pixel' with an init image"
+            )
+        if valid != "sigmoid":
+            raise UsageError("the maco parameterization squashes with a sigmoid only")
+        h, w = _size(size)
+        self.h, self.w = h, w
+        self.register_buffer("magnitude", load_spectrum(spectrum, (h, w)))
+        self.phase = nn.Parameter(_randn((3, h, w // 2 + 1), _seeds(seed, batch), sd))
+
+    def forward(self) -> torch.Tensor:
+        spec = torch.polar(self.magnitude.expand_as(self.phase), _standardize(self.phase))
+        t = _standardize(torch.fft.irfft2(spec, s=(self.h, self.w), norm="ortho"))
+        return self._to_rgb(t)
+
+    def set_image(self, image: torch.Tensor) -> None:
+        raise UsageError("the maco parameterization cannot be set to an image; use fft or pixel")
+
+
+PARAMS = {"pixel": PixelImage, "fft": FourierImage, "maco": MacoImage}
 
 
 def image_param(
@@ -214,13 +351,11 @@ def image_param(
     device: torch.device | str | None = None,
     **kwargs,
 ) -> ImageParam:
-    """Build a parameterization by name: ``"fft"`` (default) or ``"pixel"``.
+    """Build a parameterization by name: ``"fft"`` (default), ``"pixel"`` or ``"maco"``.
 
     ``init`` (3 x H x W or N x 3 x H x W in [0, 1]) starts from an image instead of noise; it
     sets the size. ``seed`` is one int (image i gets seed + i) or one seed per image.
     """
-    from .errors import UsageError
-
     if kind not in PARAMS:
         raise UsageError(f"unknown parameterization {kind!r}; use one of {', '.join(PARAMS)}")
     if init is not None:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import torch
+
 from . import defaults
 from .errors import UsageError, arg, suggest
 from .hooks import LOGITS
-from .io import read_recipe, versions
+from .io import read_image, read_recipe, resize, versions
 from .objectives import Objective, diversity
 from .objectives import parse as parse_target
 from .regularizers import L1, L2, TV, Blur
@@ -108,13 +110,30 @@ def regularizers(s: dict) -> list:
     return out
 
 
+def init_image(path, size) -> torch.Tensor:
+    """The photo to start from, centre-cropped to the aspect ratio of ``size`` (H, W) and
+    resized to it: 3 x H x W in [0, 1]."""
+    img = read_image(path)
+    h, w = size
+    ih, iw = img.shape[-2:]
+    scale = max(h / ih, w / iw)
+    ch, cw = min(ih, round(h / scale)), min(iw, round(w / scale))
+    y0, x0 = (ih - ch) // 2, (iw - cw) // 2
+    return resize(img[:, y0 : y0 + ch, x0 : x0 + cw], (h, w))
+
+
 def render_kwargs(s: dict, model=None) -> dict:
     """Keyword arguments of :func:`dreamviz.render` from a recipe's settings (size: the
-    model's input size when the settings say None)."""
+    model's input size when the settings say None; ``init``: the photo, read and fitted)."""
     size = s.get("size")
     if size is None and model is not None:
         size = tuple(model.input_size)
+    init = init_image(s["init"], tuple(size)) if s.get("init") else None
     return dict(
+        init=init,
+        accentuate=float(s.get("accentuate") or 0.0),
+        accentuate_layer=s.get("accentuate_layer"),
+        spectrum=s.get("spectrum"),
         size=tuple(size) if isinstance(size, (list, tuple)) else size,
         param_kind=s["param"],
         decorrelate=bool(s["decorrelate"]),

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import defaults as D
+
 Generators = Sequence[torch.Generator]
 
 
@@ -177,6 +179,79 @@ class RandomAffine(Transform):
         return affine(pad(images, self.pad, self.fill), scales, angles, shifts, out)
 
 
+class Crops(Transform):
+    """K random crops of each image, resized to the model's input: one batched resampling.
+
+    MACO's robustness (Fel et al. 2023): each step shows the network ``views`` crops per
+    image, each a square box whose side is a uniform draw from ``scale`` (as a fraction of the
+    image's shorter side), centred at ``0.5 + N(0, spread)`` of each side (clamped so the box
+    stays inside), plus Gaussian and uniform noise of amplitude ``noise``. The image can be
+    larger than the model's input: a 512 px image is seen through 224 px crops.
+
+    The output has ``N * views`` rows, **view-major** (row ``k * N + i`` is view k of image i),
+    so the engine can evaluate per-image objectives on each group of N rows. Draws come from
+    each image's own generator, so the result is deterministic under the seed and does not
+    depend on the batch.
+    """
+
+    def __init__(
+        self,
+        views: int = 4,
+        scale: tuple[float, float] = (0.25, 0.5),
+        spread: float = 0.15,
+        noise: float = 0.05,
+        size: tuple[int, int] | None = None,
+    ):
+        self.views, self.scale, self.spread, self.noise = int(views), tuple(scale), spread, noise
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+
+    def boxes(self, gens: Generators) -> torch.Tensor:
+        """(N, views, 3): centre y, centre x (fractions of the side) and side (fraction)."""
+        lo, hi = self.scale
+        out = []
+        for g in gens:
+            side = lo + (hi - lo) * torch.rand(self.views, generator=g)
+            centre = 0.5 + self.spread * torch.randn(self.views, 2, generator=g)
+            half = side.unsqueeze(1) / 2
+            centre = torch.minimum(torch.maximum(centre, half), 1 - half)
+            out.append(torch.cat([centre, side.unsqueeze(1)], 1))
+        return torch.stack(out)
+
+    def __call__(self, images, gens):
+        n, c, h, w = images.shape
+        out_h, out_w = self.size or (h, w)
+        boxes = self.boxes(gens).transpose(0, 1).reshape(-1, 3)  # view-major rows
+        side = boxes[:, 2] * min(h, w)  # px
+        theta = torch.zeros(boxes.shape[0], 2, 3)
+        theta[:, 0, 0] = side / w
+        theta[:, 1, 1] = side / h
+        theta[:, 0, 2] = boxes[:, 1] * 2 - 1
+        theta[:, 1, 2] = boxes[:, 0] * 2 - 1
+        # sample at twice the output size and average 2x2 when a box is larger than the
+        # output: a cheap antialias for large boxes of big images
+        k = 2 if float(side.max()) > 1.5 * max(out_h, out_w) else 1
+        grid = F.affine_grid(
+            theta.to(images.device, images.dtype),
+            [boxes.shape[0], c, out_h * k, out_w * k],
+            align_corners=False,
+        )
+        src = images.repeat(self.views, 1, 1, 1)
+        x = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if k > 1:
+            x = F.avg_pool2d(x, k)
+        if self.noise:
+            shape = (self.views, c, out_h, out_w)
+            noise = torch.stack(
+                [
+                    torch.randn(shape, generator=g) + (torch.rand(shape, generator=g) - 0.5)
+                    for g in gens
+                ],
+                1,
+            ).reshape(-1, c, out_h, out_w)
+            x = x + self.noise * noise.to(x.device, x.dtype)
+        return x
+
+
 class Compose(Transform):
     def __init__(self, transforms: Sequence[Callable]):
         self.transforms = list(transforms)
@@ -205,11 +280,18 @@ def none() -> Compose:
     return Compose([])
 
 
-PRESETS = {"standard": standard, "none": none}
+def crops(size: tuple[int, int] | None = None) -> Crops:
+    """MACO-style multi-crop views, resized to ``size`` (the model's input size); the
+    settings are ``defaults.CROPS``."""
+    return Crops(size=size, **D.CROPS)
 
 
-def get(spec) -> Callable:
-    """``"standard"``, ``"none"``, a list of transforms, or any callable ``(images, gens)``."""
+PRESETS = {"standard": standard, "none": none, "crops": crops}
+
+
+def get(spec, size: tuple[int, int] | None = None) -> Callable:
+    """``"standard"``, ``"none"``, ``"crops"`` (views resized to ``size``, the model's input
+    size), a list of transforms, or any callable ``(images, gens)``."""
     from .errors import UsageError
 
     if spec is None:
@@ -217,7 +299,7 @@ def get(spec) -> Callable:
     if isinstance(spec, str):
         if spec not in PRESETS:
             raise UsageError(f"unknown transforms {spec!r}; use one of {', '.join(PRESETS)}")
-        return PRESETS[spec]()
+        return crops(size) if spec == "crops" else PRESETS[spec]()
     if isinstance(spec, (list, tuple)):
         return Compose(spec)
     if callable(spec):

@@ -184,4 +184,21 @@ def _chw(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
 
 
-__all__ = ["colorize", "overlay", "panel", "predict"]
+def alpha_map(evidence, percentile: float = 80.0) -> Image.Image:
+    """MACO's transparency: an accumulated |gradient| map (H x W), clipped at its
+    ``percentile`` and scaled to [0, 1], as a grayscale picture (white: most evidence)."""
+    m = np.asarray(torch.as_tensor(evidence).detach().float().cpu(), dtype=np.float64)
+    top = np.percentile(m, percentile)
+    a = np.clip(m / top, 0, 1) if top > 0 else np.zeros_like(m)
+    return Image.fromarray(np.round(a * 255).astype(np.uint8), "L")
+
+
+def with_alpha(image, evidence, percentile: float = 80.0) -> Image.Image:
+    """The picture as RGBA, opaque where the evidence is (see :func:`alpha_map`)."""
+    rgb = Image.fromarray(np.round(_rgb_array(image) * 255).astype(np.uint8), "RGB")
+    out = rgb.convert("RGBA")
+    out.putalpha(alpha_map(evidence, percentile).resize(rgb.size))
+    return out
+
+
+__all__ = ["alpha_map", "colorize", "overlay", "panel", "predict", "with_alpha"]

@@ -8,6 +8,7 @@ recipe again (bit for bit on the CPU); flags given beside ``--from`` override th
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -121,6 +122,26 @@ def add_parser(sub) -> None:
         type=int_range(0, 2**62),
         help=f"default {defaults.RENDER['seed']}; image i uses seed + i",
     )
+    o.add_argument(
+        "--spectrum",
+        metavar="NPY",
+        help="--param maco: the fixed magnitude spectrum (default: the shipped natural one; "
+        "make one with `dreamviz spectrum DIR`)",
+    )
+    a = p.add_argument_group("start from a photo")
+    a.add_argument("--init", metavar="PHOTO", help="start from this photo instead of noise")
+    a.add_argument(
+        "--accentuate",
+        type=float_range(0.0, lo_open=True),
+        metavar="W",
+        help="feature accentuation: keep the photo's activations at a layer close (weight W; "
+        "needs --init). Shows what in this photo drives the unit",
+    )
+    a.add_argument(
+        "--accentuate-layer",
+        metavar="LAYER",
+        help="the layer kept close to the photo (default: the unit's own layer)",
+    )
     r = p.add_argument_group("regularizers (weights, default 0)")
     for name, what in [
         ("l1", "mean |pixel - 0.5|"),
@@ -137,6 +158,12 @@ def add_parser(sub) -> None:
         action="store_const",
         const=True,
         help="bf16 autocast on CUDA (ignored elsewhere)",
+    )
+    d.add_argument(
+        "--alpha",
+        action="store_true",
+        help="also write FILE_alpha.png (where the evidence is: accumulated |gradient|) and "
+        "FILE_rgba.png (the picture shown only there)",
     )
     d.add_argument(
         "--thresholds",
@@ -161,6 +188,9 @@ def add_parser(sub) -> None:
 def _merge_recipe(args) -> dict | None:
     """Fill unset options from ``--from PNG`` (if any), then from the defaults."""
     recipe = recipes.read(args.recipe) if args.recipe else None
+    if args.accentuate and args.transforms is None and recipe is None:
+        # closeness is measured against the photo as it is: no random geometry by default
+        args.transforms = "none"
     if recipe is not None:
         were = recipes.version_changes(recipe)
         if were:
@@ -173,6 +203,12 @@ def _merge_recipe(args) -> dict | None:
     for key, default in SETTINGS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, settings.get(key, default))
+    if args.init is not None:
+        args.init = os.path.abspath(args.init)  # the recipe must find it from anywhere
+    if args.accentuate and args.init is None:
+        raise UsageError("--accentuate keeps the picture close to a photo: add --init PHOTO")
+    if args.accentuate and args.param == "maco":
+        raise UsageError("--param maco cannot start from a photo; use --param fft or pixel")
     if args.model is None:
         args.model = (recipe or {}).get("model", defaults.MODEL)
         if recipe is not None and args.weights is None:
@@ -222,6 +258,10 @@ def _output_paths(args, labels: list[str], recipe: dict | None) -> dict[int, Pat
         width = len(str(n - 1))
         return {i: folder / f"{i:0{width}d}_{_slug(label)}.png" for i, label in enumerate(labels)}
     return {0: Path(defaults.RENDER_OUT)}
+
+
+def _suffixed(path: Path, tag: str) -> Path:
+    return path.with_name(f"{path.stem}_{tag}{path.suffix}")
 
 
 def _frame_path(path: Path, step: int) -> Path:
@@ -288,6 +328,7 @@ def run(args) -> int:
             batch=len(labels),
             thresholds=args.thresholds,
             callback=callback,
+            alpha=args.alpha,
             **recipes.render_kwargs(settings, model),
         )
         images, frames = result.images, result.frames
@@ -311,6 +352,11 @@ def run(args) -> int:
         for step, frame in sorted(frames.items()):
             emit(save_png(_frame_path(path, step), frame[i], {**rec, "frame": step}))
         emit(save_png(path, images[i], rec))
+        if error is None and result.alpha is not None:
+            from ..visualize import alpha_map, with_alpha
+
+            emit(save_png(_suffixed(path, "alpha"), alpha_map(result.alpha[i]), rec))
+            emit(save_png(_suffixed(path, "rgba"), with_alpha(images[i], result.alpha[i]), rec))
     if error is not None:
         raise error
     if result.interrupted:
