@@ -698,9 +698,9 @@ def saliency(
         run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
         layers = list(run.target.layers)
         if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
-            name = options.get("layer") or gradcam_layer(model, x.shape[-2:])
-            options = {**options, "layer": name}
-            layers.append(name)
+            layer = options.get("layer") or gradcam_layer(model, x.shape[-2:])
+            options = {**options, "layer": layer}
+            layers.append(layer)
         with Capture(model, layers, stop_early=True, guard=False) as cap:
             run.capture = cap
             if not meth.clean and run.target.unresolved:

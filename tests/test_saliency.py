@@ -377,6 +377,18 @@ def test_class_names_units_and_gradcam_layer_on_lite0(lite0, photo):
         saliency(lite0, x, None, "gradcam", layer="fc")
 
 
+def test_info_names_the_method_not_the_layer(tiny_net):
+    """Grad-CAM's layer goes to info.layer; info.method stays the method's name."""
+    net, x = tiny_net(), torch.rand(1, 3, 12, 12)
+    for method in ("gradcam", "guided_gradcam"):
+        _, info = saliency(net, x, 0, method, return_info=True)
+        assert info.method == method and info.layer == gradcam_layer(net, (12, 12))
+        _, info = saliency(net, x, 0, method, layer="1", return_info=True)
+        assert info.method == method and info.layer == "1"
+    _, info = saliency(net, x, 0, "ig", steps=4, return_info=True)
+    assert info.method == "integrated_gradients" and info.layer is None
+
+
 def test_gradcam_default_layer():
     from dreamviz.models import load_model
 
