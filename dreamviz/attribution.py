@@ -615,21 +615,6 @@ def _check_int(name: str, value, low: int) -> None:
 # --------------------------------------------------------------------------- API
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    """Work around hooks.probe, which feeds the model a float32 tensor: for a float64 model,
-    make its probe input float64 too (only while this call runs)."""
-    if dtype == torch.get_default_dtype():
-        yield
-        return
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
-
 @dataclass
 class SaliencyInfo:
     """What a saliency call resolved and measured."""
@@ -694,7 +679,7 @@ def saliency(
     model = as_vision_model(model)
     back = images.device if isinstance(images, torch.Tensor) else None
     x = as_batch(images, model)
-    with model_guard(model), _default_dtype(x.dtype):
+    with model_guard(model):
         run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
         layers = list(run.target.layers)
         if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target

@@ -321,6 +321,21 @@ def test_model_untouched(method, boom, tiny_net):
     assert images.requires_grad and torch.equal(images.detach(), before)
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_float64_model_leaves_the_default_dtype_alone(method, tiny_net):
+    """A float64 model works on float32 images (they take the model's dtype), and the
+    process-wide default dtype stays what it was, as seen from inside the model's forward."""
+    net = tiny_net().double()
+    seen = []
+    net[0].register_forward_hook(lambda *_: seen.append(torch.get_default_dtype()))
+    before = torch.get_default_dtype()
+    x = torch.rand(2, 3, 12, 12)
+    maps = saliency(net, x, None, method, **fast(method))
+    assert maps.dtype == torch.float64 and maps.shape == (2, 12, 12)
+    assert seen and set(seen) == {before}
+    assert torch.get_default_dtype() == before
+
+
 # --------------------------------------------------------------------------- targets
 
 
