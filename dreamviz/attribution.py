@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .defaults import SALIENCY
 from .errors import UsageError, suggest
 from .hooks import LOGITS, Capture, check_layer, probe
 from .io import as_batch
@@ -279,7 +280,12 @@ def _normal(shape, seed: int, sample: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(int(state)))
 
 
-def smoothgrad(run: _Run, samples: int = 32, noise: float = 0.15, seed: int = 0) -> torch.Tensor:
+def smoothgrad(
+    run: _Run,
+    samples: int = SALIENCY["samples"],
+    noise: float = SALIENCY["noise"],
+    seed: int = SALIENCY["seed"],
+) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): the mean gradient over ``samples`` noisy copies.
 
     ``noise`` is the standard deviation as a fraction of the input range [0, 1] (0.15 adds
@@ -437,7 +443,10 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
 
 
 def integrated_gradients(
-    run: _Run, steps: int = 64, baseline="black", quadrature_rule: str = "adaptive"
+    run: _Run,
+    steps: int = SALIENCY["steps"],
+    baseline=SALIENCY["baseline"],
+    quadrature_rule: str = SALIENCY["quadrature_rule"],
 ) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) from ``baseline`` to the image.
 
@@ -639,10 +648,10 @@ def saliency(
     model,
     images,
     target=None,
-    method: str = "gradient",
+    method: str = SALIENCY["method"],
     *,
     reduce: str | None = "auto",
-    internal_batch_size: int = 32,
+    internal_batch_size: int = SALIENCY["internal_batch_size"],
     return_info: bool = False,
     **options,
 ):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from . import colormaps
+from .defaults import SALIENCY
 from .errors import UsageError
 from .io import as_batch, load_image
 from .models import as_vision_model, model_guard
@@ -83,7 +84,10 @@ def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndar
 
 
 def colorize(
-    saliency_map, cmap: str | None = None, clip: float = 99.0, signed: bool | None = None
+    saliency_map,
+    cmap: str | None = None,
+    clip: float = SALIENCY["clip"],
+    signed: bool | None = None,
 ) -> np.ndarray:
     """An H x W map as an H x W x 3 uint8 picture.
 
@@ -102,8 +106,8 @@ def overlay(
     saliency_map,
     *,
     cmap: str | None = None,
-    alpha: float = 0.5,
-    clip: float = 99.0,
+    alpha: float = SALIENCY["alpha"],
+    clip: float = SALIENCY["clip"],
     signed: bool | None = None,
 ) -> Image.Image:
     """The map as a heat map blended over the photo: ``(1 - alpha) * photo + alpha * heat``.
@@ -152,8 +156,8 @@ def panel(
     model=None,
     caption: str | Sequence[str] | None = None,
     cmap: str | None = None,
-    alpha: float = 0.5,
-    clip: float = 99.0,
+    alpha: float = SALIENCY["alpha"],
+    clip: float = SALIENCY["clip"],
     signed: bool | None = None,
 ) -> Image.Image:
     """Side by side: the photo, the map, the overlay; below, the caption lines and, with
