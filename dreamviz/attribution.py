@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .defaults import SALIENCY
-from .errors import UsageError, suggest
+from .errors import UsageError, arg, suggest
 from .hooks import LOGITS, Capture, check_layer, probe
 from .io import as_batch
 from .models import VisionModel, as_vision_model, model_guard
@@ -54,8 +54,8 @@ def _check_logits(logits) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise UsageError(
-            f"the model returned {got}, not N x classes logits; give a unit target "
-            "LAYER:CHANNEL, or wrap the model so forward returns logits"
+            f"the model returned {got}, not N x classes logits; give a unit "
+            f"{arg('target', 'LAYER:CHANNEL')}, or wrap the model so forward returns logits"
         )
     return logits
 
@@ -77,7 +77,8 @@ def resolve_target(model: VisionModel, t) -> int | Objective:
             return int(obj.target[1])
         return obj
     raise UsageError(
-        f"target {t!r} is not a class index, a class name, a unit LAYER:CHANNEL or an objective"
+        f"{arg('target')} {t!r} is not a class index, a class name, a unit LAYER:CHANNEL or "
+        "an objective"
     )
 
 
@@ -91,7 +92,7 @@ class _Target:
         if isinstance(target, (list, tuple)):
             if len(target) != n:
                 raise UsageError(
-                    f"target has {len(target)} entries for {n} images; "
+                    f"{arg('target')} has {len(target)} entries for {n} images; "
                     "give one entry per image, or a single target for all"
                 )
             entries = [resolve_target(model, t) for t in target]
@@ -121,8 +122,10 @@ class _Target:
                 cls = torch.where(todo, logits.detach().argmax(1), cls)
                 self.classes[owner[todo].cpu()] = cls[todo].cpu()
             if int(cls.max()) >= logits.shape[1]:
+                k = logits.shape[1]
                 raise UsageError(
-                    f"class {int(cls.max())} is out of range; the model has {logits.shape[1]}"
+                    f"class {int(cls.max())} is out of range; the model has {k}: give a "
+                    f"{arg('target')} in 0..{k - 1}"
                 )
             out = logits.gather(1, cls.clamp_min(0).unsqueeze(1)).squeeze(1)
         slots = self.slots.to(owner.device)[owner]
@@ -238,8 +241,8 @@ class _Run:
         grad = torch.autograd.grad(values.sum(), act, allow_unused=True)[0]
         if grad is None:
             raise UsageError(
-                f"layer {layer!r} does not run before the target's layer; "
-                "pick an earlier layer (see `dreamviz layers`)"
+                f"{arg('layer', repr(layer))} does not run before the target's layer "
+                f"({', '.join(self.target.layers)}); give an earlier {arg('layer')}"
             )
         return act.detach(), grad
 
@@ -297,7 +300,9 @@ def smoothgrad(
     """
     _check_int("samples", samples, 1)
     if not (isinstance(noise, (int, float)) and 0 <= noise):
-        raise UsageError(f"noise must be a number >= 0 (a fraction of [0, 1]), got {noise!r}")
+        raise UsageError(
+            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {noise!r}"
+        )
     bank: dict[int, torch.Tensor] = {}
 
     def make(owner, s):
@@ -330,7 +335,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return (t + 1) / 2, w / 2
     if rule == "trapezoid":
         if steps < 2:
-            raise UsageError("the trapezoid rule needs steps >= 2")
+            raise UsageError(f"the trapezoid rule needs {arg('steps')} >= 2")
         w = np.full(steps, 1.0 / (steps - 1))
         w[[0, -1]] /= 2
         return k / (steps - 1), w
@@ -427,7 +432,7 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
             return torch.broadcast_to(baseline.to(images), images.shape).clone()
         except RuntimeError:
             raise UsageError(
-                f"baseline shape {tuple(baseline.shape)} does not fit images "
+                f"{arg('baseline')} shape {tuple(baseline.shape)} does not fit images "
                 f"{tuple(images.shape)}; give 3 x H x W or N x 3 x H x W"
             ) from None
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
@@ -438,7 +443,8 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
     if baseline == "blurred":
         return blur(images, 31, 10.0)
     raise UsageError(
-        f"unknown baseline {baseline!r}; use black, white, blurred, a grey level or a tensor"
+        f"unknown baseline {baseline!r}; give {arg('baseline')} black, white, blurred, a grey "
+        "level in [0, 1] or a tensor"
     )
 
 
@@ -517,7 +523,7 @@ def gradcam_layer(model, size: tuple[int, int] | None = None) -> str:
     if best is None:
         raise UsageError(
             f"{model.name} has no layer with a spatial feature map at this image size; "
-            "give layer= explicitly or use larger images"
+            f"give {arg('layer', 'NAME')} explicitly or use larger images"
         )
     while "." in best:
         parent = best.rsplit(".", 1)[0]
@@ -539,8 +545,8 @@ def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Ten
     info = check_layer(run.model, name)
     if info.shape is not None and len(info.shape) != 3:
         raise UsageError(
-            f"layer {name!r} outputs shape {info.shape}, not a C x H x W feature map; "
-            f"pick a convolutional layer, e.g. {gradcam_layer(run.model, size)}"
+            f"{arg('layer', repr(name))} outputs shape {info.shape}, not a C x H x W feature "
+            f"map; give a convolutional {arg('layer')}, e.g. {gradcam_layer(run.model, size)}"
         )
     run.info["layer"] = name
     cams = []
@@ -592,7 +598,8 @@ def get_method(name: str) -> tuple[str, Method]:
     key = ALIASES.get(name, name)
     if key not in METHODS:
         raise UsageError(
-            f"unknown method {name!r}{suggest(name, METHODS)}; use one of {', '.join(METHODS)}"
+            f"unknown method {name!r}{suggest(name, METHODS)}; give {arg('method')} one of "
+            + ", ".join(METHODS)
         )
     return key, METHODS[key]
 
@@ -605,8 +612,8 @@ def method_options(name: str) -> list[str]:
 def _check_rule(rule) -> None:
     if rule not in REDUCTIONS:
         raise UsageError(
-            f"unknown reduction {rule!r}{suggest(str(rule), REDUCTIONS)}; use auto, None or "
-            + ", ".join(REDUCTIONS)
+            f"unknown reduction {rule!r}{suggest(str(rule), REDUCTIONS)}; give {arg('reduce')} "
+            "auto, None or " + ", ".join(REDUCTIONS)
         )
 
 
@@ -618,7 +625,7 @@ def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
 
 def _check_int(name: str, value, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {value!r}")
 
 
 # --------------------------------------------------------------------------- API

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import colormaps
 from .defaults import SALIENCY
-from .errors import UsageError
+from .errors import UsageError, arg
 from .io import as_batch, load_image
 from .models import as_vision_model, model_guard
 
@@ -73,7 +73,7 @@ def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
 def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndarray, bool]:
     """Values in [0, 1] for a colour map (0.5 is zero for signed maps), and whether signed."""
     if not 0 < clip <= 100:
-        raise UsageError(f"clip must be a percentile in (0, 100], got {clip}")
+        raise UsageError(f"{arg('clip')} must be a percentile in (0, 100], got {clip}")
     m = np.nan_to_num(m)
     signed = bool(m.min() < 0) if signed is None else signed
     if signed:
@@ -119,7 +119,7 @@ def overlay(
     image if needed). Colours and clipping as in :func:`colorize`.
     """
     if not 0 <= alpha <= 1:
-        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
+        raise UsageError(f"{arg('alpha')} must be in [0, 1], got {alpha}")
     rgb = _rgb_array(image)
     v, signed = _normalize(_map_array(saliency_map, rgb.shape[:2]), clip, signed)
     heat = colormaps.apply(v, cmap or ("diverging" if signed else "inferno")) / 255.0

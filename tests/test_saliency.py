@@ -450,6 +450,33 @@ def test_bad_methods_options_and_reductions(tiny_net):
     torch.testing.assert_close(l2, raw.norm(dim=1))
 
 
+def test_messages_name_arguments_not_flags(tiny_net):
+    """Library errors name the API argument; the CLI shows the same message with its flag."""
+    import re
+    from pathlib import Path
+
+    import dreamviz.attribution as attribution
+    import dreamviz.visualize as visualize
+
+    for module in (attribution, visualize):
+        source = Path(module.__file__).read_text()
+        assert not re.findall(r"--[a-z]|`dreamviz \w", source), module.__name__
+    net, x = tiny_net(), torch.rand(1, 3, 8, 8)
+    cases = [
+        (lambda: saliency(net, x, internal_batch_size=0), "internal_batch_size", "--batch-size"),
+        (lambda: saliency(net, x, method="ig", baseline="grey"), "give baseline", "--baseline"),
+        (lambda: saliency(net, x, "1:2", "gradcam", layer="4"), "layer='4'", "--layer 4"),
+        (lambda: overlay(torch.rand(3, 8, 8), torch.rand(8, 8), alpha=2), "alpha", "--alpha"),
+        (lambda: colorize(torch.rand(8, 8), clip=0), "clip must", "--clip must"),
+    ]
+    for call, python, cli in cases:
+        with pytest.raises(UsageError) as e:
+            call()
+        text = e.value.for_cli({"internal_batch_size": "--batch-size"})
+        assert python in str(e.value) and "--" not in str(e.value), str(e.value)
+        assert cli in text, text
+
+
 # --------------------------------------------------------------------------- pictures
 
 

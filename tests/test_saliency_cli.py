@@ -70,7 +70,11 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
         (["--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
-        (["--method", "ig", "--baseline", "grey"], "unknown baseline"),
+        (["--method", "ig", "--baseline", "grey"], "unknown baseline 'grey'; give --baseline"),
+        (
+            ["--method", "gradcam", "--layer", "blocks.10", "--target", "blocks.3:1"],
+            "--layer blocks.10 does not run before the target's layer (blocks.3)",
+        ),
         (["--cmap", "jet"], "unknown colour map"),
         (["-o", "OUT", "EXTRA"], "-o FILE takes one image"),
     ],

@@ -154,7 +154,22 @@ def _validate(args, model, methods: list[str]) -> None:
         table(args.cmap)
 
 
+#: API arguments whose flag is not ``--`` + the name (errors name arguments; see errors.arg).
+FLAGS = {"internal_batch_size": "--batch-size"}
+
+
 def run(args) -> int:
+    """Errors name API arguments; this command shows them as its flags."""
+    from ..errors import DreamvizError
+
+    try:
+        return _run(args)
+    except DreamvizError as e:
+        e.args = (e.for_cli(FLAGS), *e.args[1:])
+        raise
+
+
+def _run(args) -> int:
     from ..attribution import METHODS, reduce, saliency
     from ..errors import DreamvizError, UsageError
     from ..io import save_png, versions
@@ -215,7 +230,7 @@ def run(args) -> int:
                 raise
             failed += 1
             usage_only = usage_only and isinstance(e, UsageError)
-            print(f"dreamviz: error: {path}: {e}", file=sys.stderr)
+            print(f"dreamviz: error: {path}: {e.for_cli(FLAGS)}", file=sys.stderr)
     if failed == len(args.images) and usage_only:
         return 2
     return 1 if failed else 0
