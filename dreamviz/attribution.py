@@ -42,6 +42,10 @@ def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Te
     The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
     from torchvision.transforms.v2.functional import gaussian_blur
 
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise UsageError(f"blur {arg('kernel')} must be an odd integer >= 1, got {_shown(kernel)}")
+    if not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {_shown(sigma)}")
     fit = 2 * min(images.shape[-2:]) - 1
     kernel = min(kernel, fit if fit % 2 else fit - 1)
     return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
@@ -77,7 +81,7 @@ def resolve_target(model: VisionModel, t) -> int | Objective:
             return int(obj.target[1])
         return obj
     raise UsageError(
-        f"{arg('target')} {t!r} is not a class index, a class name, a unit LAYER:CHANNEL or "
+        f"{arg('target')} {_shown(t)} is not a class index, a class name, a unit LAYER:CHANNEL or "
         "an objective"
     )
 
@@ -299,9 +303,10 @@ def smoothgrad(
     ``gradient``.
     """
     _check_int("samples", samples, 1)
+    _check_int("seed", seed, 0)
     if not (isinstance(noise, (int, float)) and 0 <= noise):
         raise UsageError(
-            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {noise!r}"
+            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {_shown(noise)}"
         )
     bank: dict[int, torch.Tensor] = {}
 
@@ -329,6 +334,12 @@ IG_MEMORY = 2**30  # bytes of stored gradients per group of images (adaptive rul
 
 def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Points ``alpha`` in [0, 1] and weights for integrating over ``steps`` points."""
+    if not isinstance(rule, str) or rule not in QUADRATURES:
+        raise UsageError(
+            f"unknown quadrature rule {_shown(rule)}{suggest(str(rule), QUADRATURES)}; give "
+            f"{arg('quadrature_rule')} one of " + ", ".join(QUADRATURES)
+        )
+    _check_int("steps", steps, 1)
     k = np.arange(steps, dtype=np.float64)
     if rule == "gausslegendre":
         t, w = np.polynomial.legendre.leggauss(steps)
@@ -339,12 +350,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         w = np.full(steps, 1.0 / (steps - 1))
         w[[0, -1]] /= 2
         return k / (steps - 1), w
-    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}.get(rule)
-    if offset is None:
-        raise UsageError(
-            f"unknown quadrature {rule!r}{suggest(str(rule), QUADRATURES)}; use one of "
-            + ", ".join(QUADRATURES)
-        )
+    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]
     return (k + offset) / steps, np.full(steps, 1.0 / steps)
 
 
@@ -438,13 +444,13 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(images, float(baseline))
     named = {"black": 0.0, "white": 1.0}
-    if baseline in named:
+    if isinstance(baseline, str) and baseline in named:
         return torch.full_like(images, named[baseline])
-    if baseline == "blurred":
+    if isinstance(baseline, str) and baseline == "blurred":
         return blur(images, 31, 10.0)
     raise UsageError(
-        f"unknown baseline {baseline!r}; give {arg('baseline')} black, white, blurred, a grey "
-        "level in [0, 1] or a tensor"
+        f"unknown baseline {_shown(baseline)}; give {arg('baseline')} black, white, blurred, "
+        "a grey level in [0, 1] or a tensor"
     )
 
 
@@ -595,11 +601,11 @@ def method_names() -> list[str]:
 
 
 def get_method(name: str) -> tuple[str, Method]:
-    key = ALIASES.get(name, name)
+    key = ALIASES.get(name, name) if isinstance(name, str) else None
     if key not in METHODS:
         raise UsageError(
-            f"unknown method {name!r}{suggest(name, METHODS)}; give {arg('method')} one of "
-            + ", ".join(METHODS)
+            f"unknown method {_shown(name)}{suggest(str(name), METHODS)}; give "
+            f"{arg('method')} one of " + ", ".join(METHODS)
         )
     return key, METHODS[key]
 
@@ -610,22 +616,37 @@ def method_options(name: str) -> list[str]:
 
 
 def _check_rule(rule) -> None:
-    if rule not in REDUCTIONS:
+    if not isinstance(rule, str) or rule not in REDUCTIONS:
         raise UsageError(
-            f"unknown reduction {rule!r}{suggest(str(rule), REDUCTIONS)}; give {arg('reduce')} "
-            "auto, None or " + ", ".join(REDUCTIONS)
+            f"unknown reduction {_shown(rule)}{suggest(str(rule), REDUCTIONS)}; give "
+            f"{arg('reduce')} auto, None or " + ", ".join(REDUCTIONS)
         )
 
 
 def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
     """Reduce N x C x H x W attributions over channels: max_abs, sum, abs_sum or l2."""
     _check_rule(rule)
+    if not isinstance(raw, torch.Tensor) or raw.dim() != 4:
+        got = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
+        raise UsageError(
+            f"reduce takes N x C x H x W attributions, got {got}; add the batch dimension "
+            "(raw[None]) or pass saliency's output with reduce=None"
+        )
     return REDUCTIONS[rule](raw)
 
 
 def _check_int(name: str, value, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {value!r}")
+        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {_shown(value)}")
+
+
+def _shown(value) -> str:
+    """A value as one short line for a message: its repr, or its type (and shape) if long."""
+    text = repr(value)
+    if "\n" not in text and len(text) <= 60:
+        return text
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 # --------------------------------------------------------------------------- API
@@ -699,7 +720,12 @@ def saliency(
         run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
         layers = list(run.target.layers)
         if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
-            layer = options.get("layer") or gradcam_layer(model, x.shape[-2:])
+            layer = options.get("layer")
+            if layer is not None and not isinstance(layer, str):
+                raise UsageError(
+                    f"{arg('layer')} must be a layer name such as 'blocks.10', got {_shown(layer)}"
+                )
+            layer = layer or gradcam_layer(model, x.shape[-2:])
             options = {**options, "layer": layer}
             layers.append(layer)
         with Capture(model, layers, stop_early=True, guard=False) as cap:

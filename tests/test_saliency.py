@@ -10,7 +10,14 @@ from PIL import Image
 from torch import nn
 
 from dreamviz import colormaps
-from dreamviz.attribution import METHODS, QUADRATURES, gradcam_layer, quadrature, saliency
+from dreamviz.attribution import (
+    METHODS,
+    QUADRATURES,
+    gradcam_layer,
+    quadrature,
+    reduce,
+    saliency,
+)
 from dreamviz.errors import UsageError
 from dreamviz.io import as_batch, read_image
 from dreamviz.objectives import channel
@@ -475,6 +482,38 @@ def test_messages_name_arguments_not_flags(tiny_net):
         text = e.value.for_cli({"internal_batch_size": "--batch-size"})
         assert python in str(e.value) and "--" not in str(e.value), str(e.value)
         assert cli in text, text
+
+
+BAD_INPUTS = {  # call(net, x) -> what the one-line UsageError must say
+    "seed": (lambda n, x: saliency(n, x, 0, "smoothgrad", seed=-1), "seed must be an integer"),
+    "array baseline": (
+        lambda n, x: saliency(n, x, 0, "ig", baseline=np.zeros((3, 8, 8))),
+        "unknown baseline ndarray of shape (3, 8, 8); give baseline black",
+    ),
+    "rule": (lambda n, x: saliency(n, x, 0, "ig", quadrature_rule=["a"]), "unknown quadrature"),
+    "steps": (lambda n, x: quadrature("gausslegendre", 0), "steps must be an integer >= 1"),
+    "layer": (lambda n, x: saliency(n, x, 0, "gradcam", layer=4), "layer must be a layer name"),
+    "method": (lambda n, x: saliency(n, x, 0, None), "unknown method None; give method"),
+    "reduce": (lambda n, x: saliency(n, x, 0, reduce=["sum"]), "unknown reduction"),
+    "target": (lambda n, x: saliency(n, x, torch.ones(2, 1).long()), "Tensor of shape (2, 1)"),
+    "raw": (lambda n, x: reduce(torch.rand(5), "sum"), "N x C x H x W attributions"),
+    "clip": (lambda n, x: colorize(torch.rand(4, 4), clip="99"), "clip must be a percentile"),
+    "cmap": (lambda n, x: colorize(torch.rand(4, 4), cmap=5), "cmap must be a colour map name"),
+    "empty map": (lambda n, x: colorize(torch.rand(0, 3)), "map of shape (0, 3) is empty"),
+    "no map": (lambda n, x: overlay(x[0], None), "map must be an H x W tensor or array"),
+    "ragged": (lambda n, x: overlay(x[0], [[1, 2], [3]]), "map must be an H x W tensor or array"),
+    "array image": (lambda n, x: overlay(np.zeros((1, 4, 4, 3)), np.ones((4, 4))), "H x W x (1"),
+    "caption": (lambda n, x: panel(x[0], torch.rand(8, 8), caption=5), "caption must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_are_one_line_usage_errors(case, tiny_net):
+    """Inputs that used to reach a bare ValueError/TypeError/IndexError deep inside."""
+    call, message = BAD_INPUTS[case]
+    with pytest.raises(UsageError) as e:
+        call(tiny_net(), torch.rand(1, 3, 8, 8))
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
 # --------------------------------------------------------------------------- pictures
