@@ -127,11 +127,11 @@ def test_integrated_gradients_completeness_on_lite0(lite0, photos):
 
 
 def test_adaptive_ig_in_memory_groups_gives_the_same_maps(tiny_net, monkeypatch):
-    import dreamviz.attribution as sal
+    import dreamviz._quadrature as quad
 
     net, x = tiny_net(), torch.rand(3, 3, 10, 10)
     whole = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
-    monkeypatch.setattr(sal, "IG_MEMORY", 1)  # one image per group
+    monkeypatch.setattr(quad, "IG_MEMORY", 1)  # one image per group
     grouped = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
     torch.testing.assert_close(grouped, whole)
 
@@ -492,6 +492,7 @@ BAD_INPUTS = {  # call(net, x) -> what the one-line UsageError must say
     ),
     "rule": (lambda n, x: saliency(n, x, 0, "ig", quadrature_rule=["a"]), "unknown quadrature"),
     "steps": (lambda n, x: quadrature("gausslegendre", 0), "steps must be an integer >= 1"),
+    "adaptive": (lambda n, x: quadrature("adaptive", 8), "quadrature() takes a fixed rule"),
     "layer": (lambda n, x: saliency(n, x, 0, "gradcam", layer=4), "layer must be a layer name"),
     "method": (lambda n, x: saliency(n, x, 0, None), "unknown method None; give method"),
     "reduce": (lambda n, x: saliency(n, x, 0, reduce=["sum"]), "unknown reduction"),
