@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..defaults import SALIENCY
-from . import add_model_args, emit, float_range, int_range, parent
+from . import FLAGS, add_model_args, emit, float_range, int_range, parent
 
 
 def add_parser(sub) -> None:
@@ -154,22 +154,7 @@ def _validate(args, model, methods: list[str]) -> None:
         table(args.cmap)
 
 
-#: API arguments whose flag is not ``--`` + the name (errors name arguments; see errors.arg).
-FLAGS = {"internal_batch_size": "--batch-size"}
-
-
 def run(args) -> int:
-    """Errors name API arguments; this command shows them as its flags."""
-    from ..errors import DreamvizError
-
-    try:
-        return _run(args)
-    except DreamvizError as e:
-        e.args = (e.for_cli(FLAGS), *e.args[1:])
-        raise
-
-
-def _run(args) -> int:
     from ..attribution import METHODS, reduce, saliency
     from ..errors import DreamvizError, UsageError
     from ..io import save_png, versions
