@@ -5,9 +5,14 @@
 >>> maps = saliency(model, images, "blocks.10:5", method="smoothgrad")  # a unit, not a class
 >>> overlay(image, maps[0]).save("map.png")   # drawing: dreamviz.visualize
 
-Every method is a short function on one shared helper, :meth:`_Run.gradients`, which runs the
-forward and backward passes in chunks of ``internal_batch_size`` rows (a row is one image, one
-noisy copy or one point on an integration path) and sums the weighted input gradients per image.
+The pipeline, in the order of this file: the targets (one score per image: a class logit, a
+unit or any objective); the guided-ReLU mode (guided backprop); the shared helper :class:`_Run`,
+whose :meth:`_Run.gradients` runs the forward and backward passes in chunks of
+``internal_batch_size`` rows (a row is one image, one noisy copy or one point on an integration
+path) and sums the weighted input gradients per image; the methods, each a short function on
+that helper (Integrated Gradients' quadrature lives in :mod:`dreamviz._quadrature`); the method
+registry and reductions; and :func:`saliency`, which checks the call, hooks the model and runs
+one method.
 
 Contract: images are N x 3 x H x W in [0, 1] (or a PIL image, a path, or a list of those); the
 model is a :class:`~dreamviz.models.VisionModel` or any classifier ``nn.Module``. The model is
@@ -28,23 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .errors import UsageError, suggest
+from ._quadrature import QUADRATURES, path_integral, quadrature
+from .defaults import SALIENCY
+from .errors import UsageError, arg, suggest
 from .hooks import LOGITS, Capture, check_layer, probe
 from .io import as_batch
 from .models import VisionModel, as_vision_model, model_guard
 from .objectives import Objective
 from .objectives import parse as parse_target
-
-
-def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5.
-    The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
-    from torchvision.transforms.v2.functional import gaussian_blur
-
-    fit = 2 * min(images.shape[-2:]) - 1
-    kernel = min(kernel, fit if fit % 2 else fit - 1)
-    return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
-
 
 # --------------------------------------------------------------------------- targets
 
@@ -53,8 +49,8 @@ def _check_logits(logits) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise UsageError(
-            f"the model returned {got}, not N x classes logits; give a unit target "
-            "LAYER:CHANNEL, or wrap the model so forward returns logits"
+            f"the model returned {got}, not N x classes logits; give a unit "
+            f"{arg('target', 'LAYER:CHANNEL')}, or wrap the model so forward returns logits"
         )
     return logits
 
@@ -76,7 +72,8 @@ def resolve_target(model: VisionModel, t) -> int | Objective:
             return int(obj.target[1])
         return obj
     raise UsageError(
-        f"target {t!r} is not a class index, a class name, a unit LAYER:CHANNEL or an objective"
+        f"{arg('target')} {_shown(t)} is not a class index, a class name, a unit LAYER:CHANNEL or "
+        "an objective"
     )
 
 
@@ -90,7 +87,7 @@ class _Target:
         if isinstance(target, (list, tuple)):
             if len(target) != n:
                 raise UsageError(
-                    f"target has {len(target)} entries for {n} images; "
+                    f"{arg('target')} has {len(target)} entries for {n} images; "
                     "give one entry per image, or a single target for all"
                 )
             entries = [resolve_target(model, t) for t in target]
@@ -120,8 +117,10 @@ class _Target:
                 cls = torch.where(todo, logits.detach().argmax(1), cls)
                 self.classes[owner[todo].cpu()] = cls[todo].cpu()
             if int(cls.max()) >= logits.shape[1]:
+                k = logits.shape[1]
                 raise UsageError(
-                    f"class {int(cls.max())} is out of range; the model has {logits.shape[1]}"
+                    f"class {int(cls.max())} is out of range; the model has {k}: give a "
+                    f"{arg('target')} in 0..{k - 1}"
                 )
             out = logits.gather(1, cls.clamp_min(0).unsqueeze(1)).squeeze(1)
         slots = self.slots.to(owner.device)[owner]
@@ -143,7 +142,7 @@ class _Target:
         return out
 
 
-# --------------------------------------------------------------------------- hooks
+# --------------------------------------------------------------------------- guided ReLUs
 
 
 def _clamp_negative(grad: torch.Tensor) -> torch.Tensor:
@@ -237,8 +236,8 @@ class _Run:
         grad = torch.autograd.grad(values.sum(), act, allow_unused=True)[0]
         if grad is None:
             raise UsageError(
-                f"layer {layer!r} does not run before the target's layer; "
-                "pick an earlier layer (see `dreamviz layers`)"
+                f"{arg('layer', repr(layer))} does not run before the target's layer "
+                f"({', '.join(self.target.layers)}); give an earlier {arg('layer')}"
             )
         return act.detach(), grad
 
@@ -279,7 +278,12 @@ def _normal(shape, seed: int, sample: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(int(state)))
 
 
-def smoothgrad(run: _Run, samples: int = 32, noise: float = 0.15, seed: int = 0) -> torch.Tensor:
+def smoothgrad(
+    run: _Run,
+    samples: int = SALIENCY["samples"],
+    noise: float = SALIENCY["noise"],
+    seed: int = SALIENCY["seed"],
+) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): the mean gradient over ``samples`` noisy copies.
 
     ``noise`` is the standard deviation as a fraction of the input range [0, 1] (0.15 adds
@@ -290,8 +294,11 @@ def smoothgrad(run: _Run, samples: int = 32, noise: float = 0.15, seed: int = 0)
     ``gradient``.
     """
     _check_int("samples", samples, 1)
+    _check_int("seed", seed, 0)
     if not (isinstance(noise, (int, float)) and 0 <= noise):
-        raise UsageError(f"noise must be a number >= 0 (a fraction of [0, 1]), got {noise!r}")
+        raise UsageError(
+            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {_shown(noise)}"
+        )
     bank: dict[int, torch.Tensor] = {}
 
     def make(owner, s):
@@ -303,114 +310,18 @@ def smoothgrad(run: _Run, samples: int = 32, noise: float = 0.15, seed: int = 0)
     return run.gradients(make, samples)
 
 
-QUADRATURES = (
-    "adaptive",
-    "gausslegendre",
-    "riemann_left",
-    "riemann_right",
-    "riemann_middle",
-    "trapezoid",
-)
-ADAPTIVE_START = 4  # the adaptive rule starts from steps / 4 equal cells
-ADAPTIVE_ROUNDS = 10  # and bisects the worst cells in 10 rounds
-IG_MEMORY = 2**30  # bytes of stored gradients per group of images (adaptive rule)
+def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5.
+    The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
+    from torchvision.transforms.v2.functional import gaussian_blur
 
-
-def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``alpha`` in [0, 1] and weights for integrating over ``steps`` points."""
-    k = np.arange(steps, dtype=np.float64)
-    if rule == "gausslegendre":
-        t, w = np.polynomial.legendre.leggauss(steps)
-        return (t + 1) / 2, w / 2
-    if rule == "trapezoid":
-        if steps < 2:
-            raise UsageError("the trapezoid rule needs steps >= 2")
-        w = np.full(steps, 1.0 / (steps - 1))
-        w[[0, -1]] /= 2
-        return k / (steps - 1), w
-    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}.get(rule)
-    if offset is None:
-        raise UsageError(
-            f"unknown quadrature {rule!r}{suggest(str(rule), QUADRATURES)}; use one of "
-            + ", ".join(QUADRATURES)
-        )
-    return (k + offset) / steps, np.full(steps, 1.0 / steps)
-
-
-def _adaptive_ig(run: _Run, base, diff, steps: int):
-    """Adaptive trapezoid rule for the IG path integral, per image; images go in groups whose
-    stored gradients fit in ``IG_MEMORY`` bytes. Returns (sum of weighted gradients, f(b))."""
-    per_image = steps * diff[0].numel() * diff.element_size()
-    group = max(1, IG_MEMORY // per_image)
-    grads, f_b = torch.zeros_like(diff), diff.new_zeros(run.n)
-    for start in range(0, run.n, group):
-        ids = torch.arange(start, min(start + group, run.n), device=diff.device)
-        grads[ids], f_b[ids] = _adaptive_group(run, base, diff, ids, steps)
-    return grads, f_b
-
-
-def _adaptive_group(run: _Run, base, diff, ids, steps: int):
-    """Points on the path are added where the estimate is worst, and the estimate's error is
-    known exactly: each gradient pass also gives f at its point, and between two points the
-    integral of the directional derivative is f(right) - f(left). So:
-
-    1. evaluate the gradient and f at ``steps / 4 + 1`` equally spaced points (0 and 1 too);
-    2. in rounds (``ADAPTIVE_ROUNDS``), bisect each image's cells whose trapezoid estimate
-       misses f(right) - f(left) by the most;
-    3. the result is the trapezoid rule on the final, uneven points.
-
-    Needs every point's gradient until the weights are known: ``steps`` gradient images per
-    image. No extra forward passes.
-    """
-    m, start = len(ids), int(ids[0])
-    dtype, dev = diff.dtype, diff.device
-    grads = diff.new_empty(m, steps, *diff.shape[1:])
-    alpha, f, slope = (np.zeros((m, steps)) for _ in range(3))
-    used = 0
-
-    def evaluate(points: np.ndarray) -> None:
-        nonlocal used
-        a = torch.as_tensor(points, dtype=dtype, device=dev)
-        k = points.shape[1]
-
-        def make(o, s):
-            return base[o] + a[o - start, s].view(-1, 1, 1, 1) * diff[o]
-
-        for local, owner, s, g, v in run.passes(make, k, ids):
-            grads[local, used + s] = g
-            col = (used + s).cpu().numpy()
-            rows = local.cpu().numpy()
-            f[rows, col] = v.double().cpu().numpy()
-            slope[rows, col] = (g * diff[owner]).flatten(1).sum(1).double().cpu().numpy()
-        alpha[:, used : used + k] = points
-        used += k
-
-    def cells():
-        order = np.argsort(alpha[:, :used], axis=1, kind="stable")
-        a, fv, sv = (np.take_along_axis(t[:, :used], order, 1) for t in (alpha, f, slope))
-        return order, a, fv, sv
-
-    evaluate(np.tile(np.linspace(0.0, 1.0, max(1, steps // ADAPTIVE_START) + 1), (m, 1)))
-    left = steps - used
-    per_round = -(-left // ADAPTIVE_ROUNDS) if left > 0 else 0
-    while left > 0:
-        _, a, fv, sv = cells()
-        width = np.diff(a, axis=1)
-        miss = np.abs((sv[:, 1:] + sv[:, :-1]) / 2 * width - np.diff(fv, axis=1))
-        k = min(per_round, left, width.shape[1])
-        worst = np.argsort(-miss, axis=1, kind="stable")[:, :k]
-        lo, hi = np.take_along_axis(a, worst, 1), np.take_along_axis(a, worst + 1, 1)
-        evaluate((lo + hi) / 2)
-        left -= k
-    order, a, _, _ = cells()
-    w = np.zeros_like(a)
-    w[:, 1:] += np.diff(a, axis=1) / 2
-    w[:, :-1] += np.diff(a, axis=1) / 2
-    weights = np.zeros((m, used))
-    np.put_along_axis(weights, order, w, axis=1)
-    weights = torch.as_tensor(weights, dtype=dtype, device=dev).view(m, 1, used)
-    total = torch.bmm(weights, grads[:, :used].flatten(2)).view(m, *diff.shape[1:])
-    return total, torch.as_tensor(f[:, 0], dtype=dtype, device=dev)
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise UsageError(f"blur {arg('kernel')} must be an odd integer >= 1, got {_shown(kernel)}")
+    if not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {_shown(sigma)}")
+    fit = 2 * min(images.shape[-2:]) - 1
+    kernel = min(kernel, fit if fit % 2 else fit - 1)
+    return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
 
 
 def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
@@ -421,23 +332,27 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
             return torch.broadcast_to(baseline.to(images), images.shape).clone()
         except RuntimeError:
             raise UsageError(
-                f"baseline shape {tuple(baseline.shape)} does not fit images "
+                f"{arg('baseline')} shape {tuple(baseline.shape)} does not fit images "
                 f"{tuple(images.shape)}; give 3 x H x W or N x 3 x H x W"
             ) from None
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(images, float(baseline))
     named = {"black": 0.0, "white": 1.0}
-    if baseline in named:
+    if isinstance(baseline, str) and baseline in named:
         return torch.full_like(images, named[baseline])
-    if baseline == "blurred":
+    if isinstance(baseline, str) and baseline == "blurred":
         return blur(images, 31, 10.0)
     raise UsageError(
-        f"unknown baseline {baseline!r}; use black, white, blurred, a grey level or a tensor"
+        f"unknown baseline {_shown(baseline)}; give {arg('baseline')} black, white, blurred, "
+        "a grey level in [0, 1] or a tensor"
     )
 
 
 def integrated_gradients(
-    run: _Run, steps: int = 64, baseline="black", quadrature_rule: str = "adaptive"
+    run: _Run,
+    steps: int = SALIENCY["steps"],
+    baseline=SALIENCY["baseline"],
+    quadrature_rule: str = SALIENCY["quadrature_rule"],
 ) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) from ``baseline`` to the image.
 
@@ -448,11 +363,11 @@ def integrated_gradients(
     ``quadrature_rule``: ``"adaptive"`` (default, for ``steps >= 8``) is a trapezoid rule whose
     points go where its error is largest, and that error is known exactly: each gradient pass
     also gives f at its point, and between two points the gradient integrates to
-    f(right) - f(left) (see ``_adaptive_group``). It needs no extra passes but keeps ``steps``
-    gradient images per image (in groups of at most ``IG_MEMORY`` bytes). On ReLU networks f
-    rises within a few percent of the path, where the gradient is rough, so the fixed rules
-    (``"gausslegendre"``, ``"riemann_left"``, ``"trapezoid"``, ...) need several times more steps
-    for the same error; docs/QUALITY.md has the measurements.
+    f(right) - f(left) (see :mod:`dreamviz._quadrature`). It needs no extra passes but keeps
+    ``steps`` gradient images per image (in groups of at most ``IG_MEMORY`` bytes). On ReLU
+    networks f rises within a few percent of the path, where the gradient is rough, so the fixed
+    rules (``"gausslegendre"``, ``"riemann_left"``, ``"trapezoid"``, ...) need several times more
+    steps for the same error; docs/QUALITY.md has the measurements.
     """
     _check_int("steps", steps, 1)
     if quadrature_rule not in QUADRATURES:
@@ -460,19 +375,7 @@ def integrated_gradients(
     base = make_baseline(run.images, baseline)
     diff = run.images - base
     f_x = run.clean_scores()
-    if quadrature_rule == "adaptive" and steps >= 2 * ADAPTIVE_START:
-        grads, f_b = _adaptive_ig(run, base, diff, steps)
-    else:
-        rule = "gausslegendre" if quadrature_rule == "adaptive" else quadrature_rule
-        alphas, weights = (
-            torch.as_tensor(np.broadcast_to(a, (run.n, steps)).copy(), dtype=base.dtype)
-            for a in quadrature(rule, steps)
-        )
-        alphas, weights = alphas.to(base.device), weights.to(base.device)
-        grads = run.gradients(
-            lambda o, s: base[o] + alphas[o, s].view(-1, 1, 1, 1) * diff[o], steps, weights
-        )
-        f_b = run.scores(lambda o, s: base[o])[:, 0]
+    grads, f_b = path_integral(run, base, diff, steps, quadrature_rule)
     attr = diff * grads
     delta = f_x - f_b
     run.info["delta"] = delta.detach()
@@ -508,7 +411,7 @@ def gradcam_layer(model, size: tuple[int, int] | None = None) -> str:
     if best is None:
         raise UsageError(
             f"{model.name} has no layer with a spatial feature map at this image size; "
-            "give layer= explicitly or use larger images"
+            f"give {arg('layer', 'NAME')} explicitly or use larger images"
         )
     while "." in best:
         parent = best.rsplit(".", 1)[0]
@@ -530,8 +433,8 @@ def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Ten
     info = check_layer(run.model, name)
     if info.shape is not None and len(info.shape) != 3:
         raise UsageError(
-            f"layer {name!r} outputs shape {info.shape}, not a C x H x W feature map; "
-            f"pick a convolutional layer, e.g. {gradcam_layer(run.model, size)}"
+            f"{arg('layer', repr(name))} outputs shape {info.shape}, not a C x H x W feature "
+            f"map; give a convolutional {arg('layer')}, e.g. {gradcam_layer(run.model, size)}"
         )
     run.info["layer"] = name
     cams = []
@@ -546,6 +449,9 @@ def guided_gradcam(run: _Run, layer: str | None = None) -> torch.Tensor:
     """Guided Grad-CAM: guided backprop times the Grad-CAM map. Reduced by max |.| over colour
     channels."""
     return guided_backprop(run) * gradcam(run, layer=layer)
+
+
+# --------------------------------------------------------------------------- registry
 
 
 @dataclass(frozen=True)
@@ -580,10 +486,11 @@ def method_names() -> list[str]:
 
 
 def get_method(name: str) -> tuple[str, Method]:
-    key = ALIASES.get(name, name)
+    key = ALIASES.get(name, name) if isinstance(name, str) else None
     if key not in METHODS:
         raise UsageError(
-            f"unknown method {name!r}{suggest(name, METHODS)}; use one of {', '.join(METHODS)}"
+            f"unknown method {_shown(name)}{suggest(str(name), METHODS)}; give "
+            f"{arg('method')} one of " + ", ".join(METHODS)
         )
     return key, METHODS[key]
 
@@ -593,41 +500,54 @@ def method_options(name: str) -> list[str]:
     return list(inspect.signature(get_method(name)[1].fn).parameters)[1:]
 
 
+def _check_options(name: str, options: dict) -> None:
+    allowed = method_options(name)
+    for key in options:
+        if key not in allowed:
+            takes = ", ".join(allowed) or "no options"
+            raise UsageError(
+                f"{name} has no option {key!r}{suggest(key, allowed)}; it takes {takes}"
+            )
+
+
 def _check_rule(rule) -> None:
-    if rule not in REDUCTIONS:
+    if not isinstance(rule, str) or rule not in REDUCTIONS:
         raise UsageError(
-            f"unknown reduction {rule!r}{suggest(str(rule), REDUCTIONS)}; use auto, None or "
-            + ", ".join(REDUCTIONS)
+            f"unknown reduction {_shown(rule)}{suggest(str(rule), REDUCTIONS)}; give "
+            f"{arg('reduce')} auto, None or " + ", ".join(REDUCTIONS)
         )
 
 
 def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
     """Reduce N x C x H x W attributions over channels: max_abs, sum, abs_sum or l2."""
     _check_rule(rule)
+    if not isinstance(raw, torch.Tensor) or raw.dim() != 4:
+        got = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
+        raise UsageError(
+            f"reduce takes N x C x H x W attributions, got {got}; add the batch dimension "
+            "(raw[None]) or pass saliency's output with reduce=None"
+        )
     return REDUCTIONS[rule](raw)
+
+
+# --------------------------------------------------------------------------- checks
 
 
 def _check_int(name: str, value, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {_shown(value)}")
+
+
+def _shown(value) -> str:
+    """A value as one short line for a message: its repr, or its type (and shape) if long."""
+    text = repr(value)
+    if "\n" not in text and len(text) <= 60:
+        return text
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 # --------------------------------------------------------------------------- API
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    """Work around hooks.probe, which feeds the model a float32 tensor: for a float64 model,
-    make its probe input float64 too (only while this call runs)."""
-    if dtype == torch.get_default_dtype():
-        yield
-        return
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 @dataclass
@@ -654,10 +574,10 @@ def saliency(
     model,
     images,
     target=None,
-    method: str = "gradient",
+    method: str = SALIENCY["method"],
     *,
     reduce: str | None = "auto",
-    internal_batch_size: int = 32,
+    internal_batch_size: int = SALIENCY["internal_batch_size"],
     return_info: bool = False,
     **options,
 ):
@@ -681,26 +601,19 @@ def saliency(
     Returns an N x H x W tensor on the images' device (the model's for PIL images and paths).
     """
     name, meth = get_method(method)
-    allowed = method_options(name)
-    for key in options:
-        if key not in allowed:
-            takes = ", ".join(allowed) or "no options"
-            raise UsageError(
-                f"{name} has no option {key!r}{suggest(key, allowed)}; it takes {takes}"
-            )
+    _check_options(name, options)
     _check_int("internal_batch_size", internal_batch_size, 1)
     if reduce not in (None, "auto"):
         _check_rule(reduce)
     model = as_vision_model(model)
     back = images.device if isinstance(images, torch.Tensor) else None
     x = as_batch(images, model)
-    with model_guard(model), _default_dtype(x.dtype):
+    with model_guard(model):
         run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
         layers = list(run.target.layers)
         if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
-            name = options.get("layer") or gradcam_layer(model, x.shape[-2:])
-            options = {**options, "layer": name}
-            layers.append(name)
+            options = {**options, "layer": _feature_layer(model, x, options.get("layer"))}
+            layers.append(options["layer"])
         with Capture(model, layers, stop_early=True, guard=False) as cap:
             run.capture = cap
             if not meth.clean and run.target.unresolved:
@@ -717,16 +630,28 @@ def saliency(
     return out, SaliencyInfo(name, run.target.labels(), classes, **known)
 
 
+def _feature_layer(model: VisionModel, images: torch.Tensor, layer) -> str:
+    """Grad-CAM's ``layer`` option, or by default :func:`gradcam_layer` at the images' size."""
+    if layer is not None and not isinstance(layer, str):
+        raise UsageError(
+            f"{arg('layer')} must be a layer name such as 'blocks.10', got {_shown(layer)}"
+        )
+    return layer or gradcam_layer(model, images.shape[-2:])
+
+
 __all__ = [
     "METHODS",
     "QUADRATURES",
     "REDUCTIONS",
     "SaliencyInfo",
     "blur",
+    "get_method",
     "gradcam_layer",
     "make_baseline",
     "method_names",
+    "method_options",
     "quadrature",
     "reduce",
+    "resolve_target",
     "saliency",
 ]

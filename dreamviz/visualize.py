@@ -9,6 +9,7 @@ or tensors, and nothing here changes them.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from . import colormaps
-from .errors import UsageError
+from .defaults import SALIENCY
+from .errors import UsageError, arg
 from .io import as_batch, load_image
 from .models import as_vision_model, model_guard
 
@@ -28,6 +30,11 @@ def _rgb_array(image) -> np.ndarray:
     if isinstance(image, (str, os.PathLike, Image.Image)):
         image = load_image(image)
     if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.dtype.kind not in "biuf":
+            raise UsageError(
+                f"an image array must be H x W or H x W x (1|3|4) numbers, got {image.dtype} "
+                f"{image.shape}"
+            )
         arr = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
         image = torch.from_numpy(arr if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
     if not isinstance(image, torch.Tensor):
@@ -41,6 +48,8 @@ def _rgb_array(image) -> np.ndarray:
         t = t / 255.0
     if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
         raise UsageError(f"image must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}")
+    if t.shape[1] == 0 or t.shape[2] == 0:
+        raise UsageError(f"image of shape {tuple(image.shape)} is empty; give one with pixels")
     if t.shape[0] == 4:  # composite over white, as io.pil_to_tensor does
         t = t[:3] * t[3:] + (1 - t[3:])
     if t.shape[0] == 1:
@@ -49,14 +58,19 @@ def _rgb_array(image) -> np.ndarray:
 
 
 def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
-    m = (
-        torch.as_tensor(
-            np.asarray(saliency_map) if not isinstance(saliency_map, torch.Tensor) else saliency_map
-        )
-        .detach()
-        .float()
-        .cpu()
-    )
+    m = saliency_map
+    if not isinstance(m, torch.Tensor):
+        try:
+            m = np.asarray(m)
+        except ValueError:  # a ragged nested list
+            m = None
+        if m is None or m.dtype.kind not in "biuf":
+            raise UsageError(
+                "map must be an H x W tensor or array of numbers, got "
+                + type(saliency_map).__name__
+            )
+        m = torch.as_tensor(m)
+    m = m.detach().float().cpu()
     while m.dim() > 2 and m.shape[0] == 1:
         m = m[0]
     if m.dim() != 2:
@@ -64,6 +78,8 @@ def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
             f"map must be H x W, got shape {tuple(m.shape)}; reduce it over channels first "
             "(saliency(..., reduce='auto') or dreamviz.attribution.reduce(raw, 'max_abs'))"
         )
+    if m.numel() == 0:
+        raise UsageError(f"map of shape {tuple(m.shape)} is empty; give one with values")
     if tuple(m.shape) != size:
         m = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
     return m.numpy().astype(np.float64)
@@ -71,8 +87,8 @@ def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
 
 def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndarray, bool]:
     """Values in [0, 1] for a colour map (0.5 is zero for signed maps), and whether signed."""
-    if not 0 < clip <= 100:
-        raise UsageError(f"clip must be a percentile in (0, 100], got {clip}")
+    if not (isinstance(clip, numbers.Real) and 0 < clip <= 100):
+        raise UsageError(f"{arg('clip')} must be a percentile in (0, 100], got {clip!r}")
     m = np.nan_to_num(m)
     signed = bool(m.min() < 0) if signed is None else signed
     if signed:
@@ -82,8 +98,18 @@ def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndar
     return (np.clip((m - low) / (top - low), 0, 1) if top > low else np.zeros_like(m)), False
 
 
+def _cmap(cmap, signed: bool) -> str:
+    """The colour map's name: ``cmap``, or by default diverging for signed maps, else inferno."""
+    if cmap is not None and not isinstance(cmap, str):
+        raise UsageError(f"{arg('cmap')} must be a colour map name, got {type(cmap).__name__}")
+    return cmap or ("diverging" if signed else "inferno")
+
+
 def colorize(
-    saliency_map, cmap: str | None = None, clip: float = 99.0, signed: bool | None = None
+    saliency_map,
+    cmap: str | None = None,
+    clip: float = SALIENCY["clip"],
+    signed: bool | None = None,
 ) -> np.ndarray:
     """An H x W map as an H x W x 3 uint8 picture.
 
@@ -94,7 +120,7 @@ def colorize(
     """
     m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]))
     v, signed = _normalize(m, clip, signed)
-    return colormaps.apply(v, cmap or ("diverging" if signed else "inferno"))
+    return colormaps.apply(v, _cmap(cmap, signed))
 
 
 def overlay(
@@ -102,8 +128,8 @@ def overlay(
     saliency_map,
     *,
     cmap: str | None = None,
-    alpha: float = 0.5,
-    clip: float = 99.0,
+    alpha: float = SALIENCY["alpha"],
+    clip: float = SALIENCY["clip"],
     signed: bool | None = None,
 ) -> Image.Image:
     """The map as a heat map blended over the photo: ``(1 - alpha) * photo + alpha * heat``.
@@ -114,11 +140,11 @@ def overlay(
     16-bit) or a path; alpha is composited over white. ``saliency_map``: H x W (resized to the
     image if needed). Colours and clipping as in :func:`colorize`.
     """
-    if not 0 <= alpha <= 1:
-        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
+    if not (isinstance(alpha, numbers.Real) and 0 <= alpha <= 1):
+        raise UsageError(f"{arg('alpha')} must be in [0, 1], got {alpha!r}")
     rgb = _rgb_array(image)
     v, signed = _normalize(_map_array(saliency_map, rgb.shape[:2]), clip, signed)
-    heat = colormaps.apply(v, cmap or ("diverging" if signed else "inferno")) / 255.0
+    heat = colormaps.apply(v, _cmap(cmap, signed)) / 255.0
     a = np.minimum(1.0, 2 * alpha * np.abs(2 * v - 1))[..., None] if signed else alpha
     out = (1 - a) * rgb + a * heat
     return Image.fromarray(np.round(out * 255).astype(np.uint8), "RGB")
@@ -152,8 +178,8 @@ def panel(
     model=None,
     caption: str | Sequence[str] | None = None,
     cmap: str | None = None,
-    alpha: float = 0.5,
-    clip: float = 99.0,
+    alpha: float = SALIENCY["alpha"],
+    clip: float = SALIENCY["clip"],
     signed: bool | None = None,
 ) -> Image.Image:
     """Side by side: the photo, the map, the overlay; below, the caption lines and, with
@@ -163,7 +189,10 @@ def panel(
     m = _map_array(saliency_map, (h, w))
     photo = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
     heat = Image.fromarray(colorize(m, cmap, clip, signed), "RGB")
-    lines = [caption] if isinstance(caption, str) else list(caption or [])
+    lines = [caption] if isinstance(caption, str) else caption or []
+    if not isinstance(lines, Sequence) or not all(isinstance(line, str) for line in lines):
+        raise UsageError(f"{arg('caption')} must be a string or a list of strings")
+    lines = list(lines)
     if model is not None:
         name, p, i = predict(model, _chw(rgb))
         lines.append(f"predicted: {name} ({i}), p = {p:.1%}")

@@ -10,7 +10,14 @@ from PIL import Image
 from torch import nn
 
 from dreamviz import colormaps
-from dreamviz.attribution import METHODS, QUADRATURES, gradcam_layer, quadrature, saliency
+from dreamviz.attribution import (
+    METHODS,
+    QUADRATURES,
+    gradcam_layer,
+    quadrature,
+    reduce,
+    saliency,
+)
 from dreamviz.errors import UsageError
 from dreamviz.io import as_batch, read_image
 from dreamviz.objectives import channel
@@ -120,11 +127,11 @@ def test_integrated_gradients_completeness_on_lite0(lite0, photos):
 
 
 def test_adaptive_ig_in_memory_groups_gives_the_same_maps(tiny_net, monkeypatch):
-    import dreamviz.attribution as sal
+    import dreamviz._quadrature as quad
 
     net, x = tiny_net(), torch.rand(3, 3, 10, 10)
     whole = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
-    monkeypatch.setattr(sal, "IG_MEMORY", 1)  # one image per group
+    monkeypatch.setattr(quad, "IG_MEMORY", 1)  # one image per group
     grouped = saliency(net, x, 1, "integrated_gradients", steps=16, reduce=None)
     torch.testing.assert_close(grouped, whole)
 
@@ -321,6 +328,21 @@ def test_model_untouched(method, boom, tiny_net):
     assert images.requires_grad and torch.equal(images.detach(), before)
 
 
+@pytest.mark.parametrize("method", list(METHODS))
+def test_float64_model_leaves_the_default_dtype_alone(method, tiny_net):
+    """A float64 model works on float32 images (they take the model's dtype), and the
+    process-wide default dtype stays what it was, as seen from inside the model's forward."""
+    net = tiny_net().double()
+    seen = []
+    net[0].register_forward_hook(lambda *_: seen.append(torch.get_default_dtype()))
+    before = torch.get_default_dtype()
+    x = torch.rand(2, 3, 12, 12)
+    maps = saliency(net, x, None, method, **fast(method))
+    assert maps.dtype == torch.float64 and maps.shape == (2, 12, 12)
+    assert seen and set(seen) == {before}
+    assert torch.get_default_dtype() == before
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -377,6 +399,18 @@ def test_class_names_units_and_gradcam_layer_on_lite0(lite0, photo):
         saliency(lite0, x, None, "gradcam", layer="fc")
 
 
+def test_info_names_the_method_not_the_layer(tiny_net):
+    """Grad-CAM's layer goes to info.layer; info.method stays the method's name."""
+    net, x = tiny_net(), torch.rand(1, 3, 12, 12)
+    for method in ("gradcam", "guided_gradcam"):
+        _, info = saliency(net, x, 0, method, return_info=True)
+        assert info.method == method and info.layer == gradcam_layer(net, (12, 12))
+        _, info = saliency(net, x, 0, method, layer="1", return_info=True)
+        assert info.method == method and info.layer == "1"
+    _, info = saliency(net, x, 0, "ig", steps=4, return_info=True)
+    assert info.method == "integrated_gradients" and info.layer is None
+
+
 def test_gradcam_default_layer():
     from dreamviz.models import load_model
 
@@ -421,6 +455,66 @@ def test_bad_methods_options_and_reductions(tiny_net):
     l2 = saliency(net, x, 0, reduce="l2")
     raw = saliency(net, x, 0, reduce=None)
     torch.testing.assert_close(l2, raw.norm(dim=1))
+
+
+def test_messages_name_arguments_not_flags(tiny_net):
+    """Library errors name the API argument; the CLI shows the same message with its flag."""
+    import re
+    from pathlib import Path
+
+    import dreamviz.attribution as attribution
+    import dreamviz.visualize as visualize
+
+    for module in (attribution, visualize):
+        source = Path(module.__file__).read_text()
+        assert not re.findall(r"--[a-z]|`dreamviz \w", source), module.__name__
+    net, x = tiny_net(), torch.rand(1, 3, 8, 8)
+    cases = [
+        (lambda: saliency(net, x, internal_batch_size=0), "internal_batch_size", "--batch-size"),
+        (lambda: saliency(net, x, method="ig", baseline="grey"), "give baseline", "--baseline"),
+        (lambda: saliency(net, x, "1:2", "gradcam", layer="4"), "layer='4'", "--layer 4"),
+        (lambda: overlay(torch.rand(3, 8, 8), torch.rand(8, 8), alpha=2), "alpha", "--alpha"),
+        (lambda: colorize(torch.rand(8, 8), clip=0), "clip must", "--clip must"),
+    ]
+    for call, python, cli in cases:
+        with pytest.raises(UsageError) as e:
+            call()
+        text = e.value.for_cli({"internal_batch_size": "--batch-size"})
+        assert python in str(e.value) and "--" not in str(e.value), str(e.value)
+        assert cli in text, text
+
+
+BAD_INPUTS = {  # call(net, x) -> what the one-line UsageError must say
+    "seed": (lambda n, x: saliency(n, x, 0, "smoothgrad", seed=-1), "seed must be an integer"),
+    "array baseline": (
+        lambda n, x: saliency(n, x, 0, "ig", baseline=np.zeros((3, 8, 8))),
+        "unknown baseline ndarray of shape (3, 8, 8); give baseline black",
+    ),
+    "rule": (lambda n, x: saliency(n, x, 0, "ig", quadrature_rule=["a"]), "unknown quadrature"),
+    "steps": (lambda n, x: quadrature("gausslegendre", 0), "steps must be an integer >= 1"),
+    "adaptive": (lambda n, x: quadrature("adaptive", 8), "quadrature() takes a fixed rule"),
+    "layer": (lambda n, x: saliency(n, x, 0, "gradcam", layer=4), "layer must be a layer name"),
+    "method": (lambda n, x: saliency(n, x, 0, None), "unknown method None; give method"),
+    "reduce": (lambda n, x: saliency(n, x, 0, reduce=["sum"]), "unknown reduction"),
+    "target": (lambda n, x: saliency(n, x, torch.ones(2, 1).long()), "Tensor of shape (2, 1)"),
+    "raw": (lambda n, x: reduce(torch.rand(5), "sum"), "N x C x H x W attributions"),
+    "clip": (lambda n, x: colorize(torch.rand(4, 4), clip="99"), "clip must be a percentile"),
+    "cmap": (lambda n, x: colorize(torch.rand(4, 4), cmap=5), "cmap must be a colour map name"),
+    "empty map": (lambda n, x: colorize(torch.rand(0, 3)), "map of shape (0, 3) is empty"),
+    "no map": (lambda n, x: overlay(x[0], None), "map must be an H x W tensor or array"),
+    "ragged": (lambda n, x: overlay(x[0], [[1, 2], [3]]), "map must be an H x W tensor or array"),
+    "array image": (lambda n, x: overlay(np.zeros((1, 4, 4, 3)), np.ones((4, 4))), "H x W x (1"),
+    "caption": (lambda n, x: panel(x[0], torch.rand(8, 8), caption=5), "caption must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_are_one_line_usage_errors(case, tiny_net):
+    """Inputs that used to reach a bare ValueError/TypeError/IndexError deep inside."""
+    call, message = BAD_INPUTS[case]
+    with pytest.raises(UsageError) as e:
+        call(tiny_net(), torch.rand(1, 3, 8, 8))
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
 # --------------------------------------------------------------------------- pictures

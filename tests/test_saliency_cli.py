@@ -70,7 +70,11 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
         (["--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
-        (["--method", "ig", "--baseline", "grey"], "unknown baseline"),
+        (["--method", "ig", "--baseline", "grey"], "unknown baseline 'grey'; give --baseline"),
+        (
+            ["--method", "gradcam", "--layer", "blocks.10", "--target", "blocks.3:1"],
+            "--layer blocks.10 does not run before the target's layer (blocks.3)",
+        ),
         (["--cmap", "jet"], "unknown colour map"),
         (["-o", "OUT", "EXTRA"], "-o FILE takes one image"),
     ],
@@ -91,3 +95,38 @@ def test_only_bad_images_exit_2(capsys, tmp_path):
     code, out, err = run(capsys, bad, tmp_path / "gone.png", "--out", tmp_path / "o")
     assert code == 2 and out == [] and len(err) == 2
     assert "cannot read" in err[0] and "does not exist" in err[1]
+
+
+def test_every_default_comes_from_defaults_saliency(capsys):
+    """The API's signatures, the CLI's flags and its help texts all read defaults.SALIENCY."""
+    import inspect
+
+    from dreamviz import attribution, visualize
+    from dreamviz.cli import build_parser
+    from dreamviz.defaults import SALIENCY
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    for fn, names in [
+        (attribution.saliency, ["method", "internal_batch_size"]),
+        (attribution.smoothgrad, ["samples", "noise", "seed"]),
+        (attribution.integrated_gradients, ["steps", "baseline", "quadrature_rule"]),
+        (visualize.colorize, ["clip"]),
+        (visualize.overlay, ["clip", "alpha"]),
+        (visualize.panel, ["clip", "alpha"]),
+    ]:
+        for name in names:
+            assert default(fn, name) == SALIENCY[name], (fn.__name__, name)
+    flags = {"internal_batch_size": "batch_size"}
+    args = build_parser().parse_args(["saliency", "x.jpg"])
+    keys = ["method", "samples", "noise", "steps", "baseline", "internal_batch_size"]
+    for key in keys + ["clip", "alpha"]:
+        assert getattr(args, flags.get(key, key)) == SALIENCY[key], key
+    with pytest.raises(SystemExit):
+        main(["saliency", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key in keys:
+        assert f"default: {SALIENCY[key]})" in text, key
+    for key in ("clip", "alpha"):
+        assert f"default: {SALIENCY[key]:g})" in text, key

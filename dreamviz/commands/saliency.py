@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import add_model_args, emit, float_range, int_range, parent
+from ..defaults import SALIENCY
+from . import FLAGS, add_model_args, emit, float_range, int_range, parent
 
 
 def add_parser(sub) -> None:
@@ -25,9 +26,9 @@ def add_parser(sub) -> None:
     add_model_args(p)
     p.add_argument(
         "--method",
-        default="gradient",
+        default=SALIENCY["method"],
         help=f"one of {', '.join(METHODS)}; several separated by commas, or 'all' "
-        "(default: gradient)",
+        f"(default: {SALIENCY['method']})",
     )
     p.add_argument(
         "--target",
@@ -36,21 +37,29 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--layer", default=None, help="Grad-CAM layer (default: last conv block)")
     p.add_argument(
-        "--samples", type=int_range(1), default=32, help="SmoothGrad samples (default: 32)"
+        "--samples",
+        type=int_range(1),
+        default=SALIENCY["samples"],
+        help=f"SmoothGrad samples (default: {SALIENCY['samples']})",
     )
     p.add_argument(
         "--noise",
         type=float_range(0.0),
-        default=0.15,
-        help="SmoothGrad noise sigma as a fraction of the pixel range [0, 1] (default: 0.15)",
+        default=SALIENCY["noise"],
+        help="SmoothGrad noise sigma as a fraction of the pixel range [0, 1] "
+        f"(default: {SALIENCY['noise']})",
     )
     p.add_argument(
-        "--steps", type=int_range(1), default=64, help="Integrated Gradients steps (default: 64)"
+        "--steps",
+        type=int_range(1),
+        default=SALIENCY["steps"],
+        help=f"Integrated Gradients steps (default: {SALIENCY['steps']})",
     )
     p.add_argument(
         "--baseline",
-        default="black",
-        help="Integrated Gradients baseline: black, white, blurred or a grey level in [0, 1]",
+        default=SALIENCY["baseline"],
+        help="Integrated Gradients baseline: black, white, blurred or a grey level in [0, 1] "
+        f"(default: {SALIENCY['baseline']})",
     )
     p.add_argument(
         "--size",
@@ -59,7 +68,12 @@ def add_parser(sub) -> None:
         help="resize each image so its shorter side has SIZE pixels (default: the model's "
         "input size; 0 keeps the original size)",
     )
-    p.add_argument("--batch-size", type=int_range(1), default=32, help="rows per pass (memory)")
+    p.add_argument(
+        "--batch-size",
+        type=int_range(1),
+        default=SALIENCY["internal_batch_size"],
+        help=f"rows per pass (memory; default: {SALIENCY['internal_batch_size']})",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
     out.add_argument("-o", "--output", metavar="FILE", help="output PNG (one image, one method)")
@@ -69,11 +83,14 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--clip",
         type=float_range(0.0, 100.0, lo_open=True),
-        default=99.0,
-        help="clip the map at this percentile before scaling (default: 99)",
+        default=SALIENCY["clip"],
+        help=f"clip the map at this percentile before scaling (default: {SALIENCY['clip']:g})",
     )
     p.add_argument(
-        "--alpha", type=float_range(0.0, 1.0), default=0.5, help="heat map opacity (default 0.5)"
+        "--alpha",
+        type=float_range(0.0, 1.0),
+        default=SALIENCY["alpha"],
+        help=f"heat map opacity (default: {SALIENCY['alpha']:g})",
     )
     p.set_defaults(func=run)
 
@@ -198,7 +215,7 @@ def run(args) -> int:
                 raise
             failed += 1
             usage_only = usage_only and isinstance(e, UsageError)
-            print(f"dreamviz: error: {path}: {e}", file=sys.stderr)
+            print(f"dreamviz: error: {path}: {e.for_cli(FLAGS)}", file=sys.stderr)
     if failed == len(args.images) and usage_only:
         return 2
     return 1 if failed else 0
