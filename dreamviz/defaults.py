@@ -33,8 +33,13 @@ RENDER = MappingProxyType(
         "seed": 0,
         "device": "auto",
         "amp": False,
+        "init": None,  # a photo to start from (a path)
+        "accentuate": 0.0,  # feature accentuation: weight of closeness to init at a layer
+        "accentuate_layer": None,  # None: the objective's own layer
+        "spectrum": None,  # maco's fixed magnitude: None is the shipped natural spectrum
     }
 )
+
 #: The ``crops`` transforms (MACO-style views): crops per image and step, box side as a
 #: fraction of the image's shorter side, spread of the box centre, and noise amplitude.
 CROPS = MappingProxyType({"views": 4, "scale": (0.25, 0.5), "spread": 0.15, "noise": 0.05})

@@ -29,10 +29,13 @@ def _layers(capsys, *args):
     assert main(["layers", *args]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    rows = {}
+    rows, layouts = {}, {}
     for line in out.splitlines():
-        name, typ, shape = re.split(r"\s{2,}", line, maxsplit=2)
+        name, typ, rest = re.split(r"\s{2,}", line, maxsplit=2)
+        shape, _, layout = rest.partition("  ")
         rows[name] = (typ, shape)
+        layouts[name] = layout.strip()
+    _layers.layouts = layouts
     return out, rows
 
 
@@ -93,6 +96,10 @@ def test_layers_offline(capsys, offline, model, expected):
     starts = {line.index(rows[line.split()[0]][0], len(line.split()[0])) for line in lines}
     assert len(starts) == 1
     assert "logits" in rows and not any(name.startswith("aux") for name in rows)
+    if model == "vit_h_14":  # the feature axis of a token layer, and where the patches are
+        assert _layers.layouts["encoder.layers.encoder_layer_31"] == "1280 ch, 37x37 tokens + cls"
+    if model == "vgg16":
+        assert _layers.layouts["features.29"] == "512 ch, 14x14"
 
 
 def test_layers_default_is_lite0_and_flags_shared_modules(capsys, offline):
