@@ -106,8 +106,8 @@ def test_layers_default_is_lite0_and_flags_shared_modules(capsys, offline):
     _, default = _layers(capsys)
     assert "blocks.15" in default and "head" in default
     _, rows = _layers(capsys, "resnet50")
-    assert rows["layer1.0.relu"][1].endswith("(called 3x per pass: not hookable)")
-    assert "not hookable" not in rows["layer1.0.bn3"][1]
+    assert _layers.layouts["layer1.0.relu"].endswith("(called 3x per pass: not hookable)")
+    assert "not hookable" not in _layers.layouts["layer1.0.bn3"]
 
 
 def test_models_lists_bundled_and_availability(capsys, offline):
