@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from . import defaults as D
 from ._quadrature import QUADRATURES, path_integral, quadrature
 from .defaults import SALIENCY
 from .errors import UsageError, arg, suggest
-from .hooks import LOGITS, Capture, check_layer, probe
+from .hooks import LOGITS, Capture, as_nchw, check_layer, probe
 from .io import as_batch
 from .models import VisionModel, as_vision_model, model_guard
 from .objectives import Objective
@@ -398,14 +399,21 @@ def guided_backprop(run: _Run) -> torch.Tensor:
 
 
 def gradcam_layer(model, size: tuple[int, int] | None = None) -> str:
-    """The default Grad-CAM layer: the last module (outermost of those with the same output)
-    with a spatial output larger than 1 x 1, adaptive pooling excluded."""
+    """The default Grad-CAM layer: the family's (``defaults.GRADCAM_FAMILY_LAYERS``: for ViT and
+    Swin, the first norm of the last block, as pytorch-grad-cam documents), else the last
+    module (outermost of those with the same output) with a spatial output larger than 1 x 1,
+    adaptive pooling excluded. Channels-last and token layers count (see ``Layout``)."""
     model = as_vision_model(model)
     table = probe(model, size)
+    for prefix, pattern in D.GRADCAM_FAMILY_LAYERS.items():
+        if model.name.startswith(prefix):
+            name = _last_block(table, pattern)
+            if name is not None:
+                return name
     best = None
     for name, info in table.items():
-        shape = info.shape
-        spatial = shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
+        grid = info.layout.grid if info.layout is not None else None
+        spatial = grid is not None and info.layout.kind != "vector" and grid[0] * grid[1] > 1
         if name != LOGITS and info.calls == 1 and spatial and not info.type.startswith("Adaptive"):
             best = name
     if best is None:
@@ -422,6 +430,16 @@ def gradcam_layer(model, size: tuple[int, int] | None = None) -> str:
     return best
 
 
+def _last_block(table: dict, pattern: str) -> str | None:
+    """``pattern`` with ``{last}`` replaced by the last index that names a layer in ``table``
+    (``encoder.layers.encoder_layer_{last}.ln_1``, ``features.7.{last}.norm1``)."""
+    last = None
+    for i in range(256):
+        if pattern.format(last=i) in table:
+            last = i
+    return None if last is None else pattern.format(last=last)
+
+
 def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) at ``layer`` (default: :func:`gradcam_layer`).
 
@@ -431,15 +449,20 @@ def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Ten
     size = tuple(run.images.shape[-2:])
     name = layer or gradcam_layer(run.model, size)
     info = check_layer(run.model, name)
-    if info.shape is not None and len(info.shape) != 3:
+    lay = info.layout
+    if lay is None or lay.kind == "vector" or lay.grid is None:
+        what = lay.describe() if lay is not None else f"shape {info.shape}"
         raise UsageError(
-            f"{arg('layer', repr(name))} outputs shape {info.shape}, not a C x H x W feature "
-            f"map; give a convolutional {arg('layer')}, e.g. {gradcam_layer(run.model, size)}"
+            f"{arg('layer', repr(name))} has no spatial map ({what}); give a {arg('layer')} "
+            f"with one, e.g. {gradcam_layer(run.model, size)}"
         )
     run.info["layer"] = name
     cams = []
     for _, owner, _ in run.chunks():
         act, grad = run.backward(run.images[owner], owner, layer=name)
+        # channels-last maps are permuted, token layers put on their patch grid (class token
+        # left out): the user writes no reshape_transform
+        act, grad = as_nchw(act, lay), as_nchw(grad, lay)
         cam = (grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True)
         cams.append(cam.clamp_min(0) if relu else cam)
     return F.interpolate(torch.cat(cams), size=size, mode="bilinear", align_corners=False)

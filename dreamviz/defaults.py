@@ -104,6 +104,15 @@ DREAM_FAMILY_LAYERS = MappingProxyType(
     }
 )
 
+#: Per family (model-name prefix), Grad-CAM's default layer: for transformers the first norm
+#: of the last block, as pytorch-grad-cam documents (``{last}``: the last block's index).
+GRADCAM_FAMILY_LAYERS = MappingProxyType(
+    {
+        "vit_": "encoder.layers.encoder_layer_{last}.ln_1",
+        "swin_": "features.7.{last}.norm1",
+    }
+)
+
 #: Saliency maps: the method, its options, and how maps are drawn.
 SALIENCY = MappingProxyType(
     {
@@ -126,6 +135,7 @@ __all__ = [
     "DREAM_FAMILY_LAYERS",
     "DREAM_LAYERS",
     "GALLERY",
+    "GRADCAM_FAMILY_LAYERS",
     "MODEL",
     "RENDER",
     "RENDER_OUT",

@@ -69,11 +69,24 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 0.05 * max(a, b)
 
 
+def _strided(dim: int, side: int) -> bool:
+    """Whether a feature map side can come from an input side through an integer total stride
+    (patch 14 or 16, strides of 2), allowing the few pixels that unpadded convolutions lose
+    (as in Inception): side / k, give or take."""
+    return dim == 1 or any(side / k - 4 <= dim <= side / k + 1 for k in range(1, 65))
+
+
+def _grid(a: int, b: int, h: int, w: int) -> bool:
+    return a > 0 and b > 0 and _close(a / b, h / w) and _strided(a, h) and _strided(b, w)
+
+
 def detect_layout(shape: tuple[int, ...] | None, size: tuple[int, int]) -> Layout | None:
     """The layout of a per-image output ``shape`` (no batch dim) at input ``size`` (H, W).
 
-    A 3-dim shape is N x C x H x W when its last two dims have the input's aspect ratio, and
-    N x H x W x C when its first two do (if both do, as for C == H == W, NCHW wins). A 2-dim
+    A 3-dim shape is N x C x H x W when its last two dims look like a feature map of the input
+    (its aspect ratio, and a side the input's divided by a power of 2), and N x H x W x C when
+    its first two do (if both do, as for C == H == W, NCHW wins); otherwise it has no known
+    channel axis (attention windows, say), and the user can state one. A 2-dim
     shape is tokens; L = prefix + rows * cols is matched to a patch grid of the input's aspect
     ratio, trying one class token first, then none, then two.
     """
@@ -85,11 +98,11 @@ def detect_layout(shape: tuple[int, ...] | None, size: tuple[int, int]) -> Layou
         return Layout("vector", shape[0])
     if len(shape) == 3:
         a, b, c = shape
-        if b and c and _close(b / c, aspect) and b <= h and c <= w:
+        if _grid(b, c, h, w):
             return Layout("nchw", a, (b, c))
-        if a and b and _close(a / b, aspect) and a <= h and b <= w:
+        if _grid(a, b, h, w):
             return Layout("nhwc", c, (a, b))
-        return Layout("nchw", a, (b, c))
+        return None  # e.g. attention windows: state the layout if it has a channel axis
     if len(shape) == 2:
         length, dim = shape
         for prefix in (1, 0, 2):

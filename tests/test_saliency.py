@@ -395,7 +395,7 @@ def test_class_names_units_and_gradcam_layer_on_lite0(lite0, photo):
     assert gradcam_layer(lite0) == "head"
     with pytest.raises(UsageError, match="does not run before"):
         saliency(lite0, x, "blocks.3:1", "gradcam", layer="blocks.10")
-    with pytest.raises(UsageError, match="not a C x H x W"):
+    with pytest.raises(UsageError, match="has no spatial map"):
         saliency(lite0, x, None, "gradcam", layer="fc")
 
 
