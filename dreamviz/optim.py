@@ -1,7 +1,7 @@
 """Optimizer registry and gradient normalization.
 
 Names: ``sgd``, ``momentum`` (heavy ball, v <- beta*v - lr*g; x <- x + v, with beta 0.9),
-``rmsprop``, ``adam``, ``adamw``. Instead of a name, any ``torch.optim.Optimizer`` subclass or
+``rmsprop``, ``adam``, ``adamw``, ``nadam``. Instead of a name, any ``torch.optim.Optimizer`` subclass or
 any factory ``f(params, lr) -> optimizer`` may be passed.
 
 Gradient normalization (``grad_norm=``) rescales each image's gradient before the step:
@@ -24,6 +24,7 @@ OPTIMIZERS: dict[str, Callable] = {
     "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
     "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
     "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
+    "nadam": lambda params, lr: torch.optim.NAdam(params, lr=lr),  # MACO's optimizer
 }
 
 
