@@ -42,6 +42,7 @@ LAYERS = {
     "engine": 4,
     "deepdream": 5,
     "attribution": 5,
+    "_quadrature": 5,
     "visualize": 5,
     "recipes": 5,
     "gallery": 5,
@@ -53,9 +54,14 @@ FACADE_LAYER = max(LAYERS.values()) + 1
 #: the lowest layer allowed to name a command-line flag
 CLI_LAYER = LAYERS["commands"]
 #: (importer, imported) groups of one layer that may import each other's way
-SAME_LAYER = {("models", "io"), ("models", "_lite0"), ("cli", "commands")}
+SAME_LAYER = {
+    ("models", "io"),
+    ("models", "_lite0"),
+    ("attribution", "_quadrature"),
+    ("cli", "commands"),
+}
 #: private module -> the module it belongs to (the only one that may import it)
-PRIVATE_OWNERS = {"_lite0": "models"}
+PRIVATE_OWNERS = {"_lite0": "models", "_quadrature": "attribution"}
 #: private modules any module may import from
 SHARED_PRIVATE = {"_version"}
 
