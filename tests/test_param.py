@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from dreamviz.errors import UsageError
 from dreamviz.io import read_image
-from dreamviz.param import FourierImage, PixelImage, image_param
+from dreamviz.param import FourierImage, PixelImage, image_param, image_seeds
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,45 @@ def test_clamp_mode_stays_in_range_after_steps():
 def test_unknown_kind_is_a_usage_error():
     with pytest.raises(UsageError, match="pixel"):
         image_param("wavelet", 16)
+
+
+def _usage_error(make, pattern):
+    """``make()`` raises a one-line UsageError whose message matches ``pattern``."""
+    with pytest.raises(UsageError, match=pattern) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["pixel", "fft"])
+def test_seeds_that_do_not_fit_the_batch_are_usage_errors(kind):
+    _usage_error(lambda: image_param(kind, 8, batch=3, seed=[1, 2]), r"2 seeds .* batch of 3")
+    _usage_error(lambda: image_param(kind, 8, batch=1, seed="7"), "an int or a list of ints")
+    _usage_error(lambda: image_param(kind, 8, batch=2, seed=[1, 2.5]), "an int or a list")
+    _usage_error(lambda: image_param(kind, 8, batch=0), "batch must be a positive int")
+    assert image_seeds(4, 3) == [4, 5, 6] and image_seeds([9, 2], 2) == [9, 2]
+
+
+@pytest.mark.parametrize("cls", [PixelImage, FourierImage])
+def test_unknown_valid_and_bad_sizes_are_usage_errors(cls):
+    _usage_error(lambda: cls(8, valid="tanh"), r"valid='tanh'; use valid='sigmoid'")
+    for size in [0, -4, (8, 8, 3), (8, 0), "224", (8.5, 8)]:
+        _usage_error(lambda size=size: cls(size), r"size must be N or \(H, W\)")
+
+
+@pytest.mark.parametrize("kind", ["pixel", "fft"])
+def test_wrong_shaped_init_images_are_usage_errors(kind):
+    bad = [
+        (torch.rand(8, 8), r"init has shape \(8, 8\); give an RGB image"),
+        (torch.rand(4, 8, 8), r"shape \(4, 8, 8\)"),  # RGBA
+        (torch.rand(2, 1, 8, 8), r"shape \(2, 1, 8, 8\)"),  # grey
+        (torch.rand(1, 1, 3, 8, 8), "shape"),
+        (torch.rand(0, 3, 8, 8), "shape"),
+        ("chelsea.jpg", "init must be an image tensor.*read_image"),
+    ]
+    for init, pattern in bad:
+        _usage_error(lambda init=init: image_param(kind, init=init), pattern)
+    two = torch.rand(2, 3, 8, 8)
+    _usage_error(lambda: image_param(kind, init=two, batch=3), "2 images but the batch is 3")
+    # what fits: one image for any batch, N images for batch N (or the default batch)
+    assert image_param(kind, init=two[0], batch=3)().shape == (3, 3, 8, 8)
+    assert image_param(kind, init=two)().shape == image_param(kind, init=two, batch=2)().shape
