@@ -28,8 +28,7 @@ from .hooks import LOGITS, Capture, check_input_size
 from .models import as_vision_model, resolve_device
 from .objectives import Objective, closeness
 from .objectives import parse as parse_objective
-from .param import ImageParam, image_param
-from .param import _seeds as seed_list
+from .param import ImageParam, image_param, image_seeds
 from .regularizers import Blur, total_penalty
 
 _TRANSFORM_SEED_OFFSET = 0x5EED
@@ -295,7 +294,7 @@ def render(
     n = first.shape[0]
     if tile is None or max(first.shape[-2:]) <= tile:
         check_input_size(model, tuple(first.shape[-2:]))
-    gens = _generators(seed_list(seed, n))
+    gens = _generators(image_seeds(seed, n))
     robust, plain = tf_mod.get(transforms, model.input_size), tf_mod.none()
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain
     regs = list(regularizers)

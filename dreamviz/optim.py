@@ -1,8 +1,8 @@
 """Optimizer registry and gradient normalization.
 
 Names: ``sgd``, ``momentum`` (heavy ball, v <- beta*v - lr*g; x <- x + v, with beta 0.9),
-``rmsprop``, ``adam``, ``adamw``, ``nadam``. Instead of a name, any ``torch.optim.Optimizer`` subclass or
-any factory ``f(params, lr) -> optimizer`` may be passed.
+``rmsprop``, ``adam``, ``adamw``, ``nadam`` (MACO's). Instead of a name, any
+``torch.optim.Optimizer`` subclass or any factory ``f(params, lr) -> optimizer`` may be passed.
 
 Gradient normalization (``grad_norm=``) rescales each image's gradient before the step:
 ``"l2"`` to unit L2 norm, ``"mean_abs"`` to unit mean absolute value (deep dream's rule),

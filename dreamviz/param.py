@@ -68,9 +68,6 @@ def image_seeds(seed: int | Sequence[int], batch: int) -> list[int]:
     return seeds
 
 
-_seeds = image_seeds  # the engine's old name for it, until it imports image_seeds
-
-
 def _randn(shape: Sequence[int], seeds: list[int], sd: float) -> torch.Tensor:
     out = []
     for s in seeds:

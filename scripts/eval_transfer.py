@@ -1,4 +1,4 @@
-"""Do feature visualizations hold up on a model they never saw? Recipes judged by EfficientNet-Lite1.
+"""Do feature visualizations hold up on a model they never saw? Judged by EfficientNet-Lite1.
 
 A picture tuned on the studied model (EfficientNet-Lite0) can be that model's adversarial quirk.
 So every recipe is judged on what an independent ImageNet model, EfficientNet-Lite1 (weights from

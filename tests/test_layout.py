@@ -28,7 +28,7 @@ PACKAGE = "dreamviz"
 LAYERS = {
     "errors": 0,
     "defaults": 0,
-    "colormaps": 0,
+    "colormaps": 1,
     "_version": 0,
     "io": 1,
     "_lite0": 1,
