@@ -25,8 +25,9 @@ CASES = [
     ("rmsprop", 0.01),
     ("adam", 0.05),
     ("adamw", 0.05),
+    ("nadam", 0.05),
     (torch.optim.Adamax, 0.05),
-    (lambda params, lr: torch.optim.NAdam(params, lr=lr), 0.05),
+    (lambda params, lr: torch.optim.RAdam(params, lr=lr), 0.05),
 ]
 
 
@@ -49,6 +50,7 @@ def test_every_registry_name_is_tested_and_documented():
         ("rmsprop", torch.optim.RMSprop, {"momentum": 0, "weight_decay": 0}),
         ("adam", torch.optim.Adam, {"weight_decay": 0}),
         ("adamw", torch.optim.AdamW, {"weight_decay": 0.01}),
+        ("nadam", torch.optim.NAdam, {"weight_decay": 0}),
     ],
 )
 def test_each_name_builds_its_optimizer_with_the_given_lr(name, cls, settings):
