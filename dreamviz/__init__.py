@@ -23,6 +23,7 @@ from .attribution import saliency
 from .deepdream import DreamResult, dream, dream_frames
 from .engine import RenderResult, render
 from .errors import DreamvizError, NonFiniteError, UsageError
+from .explain import Explanation, explain
 from .hooks import Capture, capture, parse_unit
 from .models import VisionModel, list_models, load_model
 from .objectives import channel, class_logit, direction, diversity, layer, neuron
@@ -33,6 +34,7 @@ __all__ = [
     "Capture",
     "DreamResult",
     "DreamvizError",
+    "Explanation",
     "NonFiniteError",
     "RenderResult",
     "UsageError",
@@ -46,6 +48,7 @@ __all__ = [
     "diversity",
     "dream",
     "dream_frames",
+    "explain",
     "gallery",
     "image_param",
     "layer",

@@ -17,7 +17,7 @@ from ._version import __version__
 from .commands import FLAGS
 from .errors import DreamvizError
 
-COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery", "spectrum"]
+COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery", "explain", "spectrum"]
 
 
 class _Parser(argparse.ArgumentParser):

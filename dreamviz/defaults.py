@@ -129,11 +129,18 @@ SALIENCY = MappingProxyType(
     }
 )
 
+#: Explanations (``explain``): channels shown, NMF groups, the attribution method at the layer
+#: and its path steps, and rows per pass.
+EXPLAIN = MappingProxyType(
+    {"top": 8, "groups": 0, "method": "ig", "steps": 32, "internal_batch_size": 16}
+)
+
 __all__ = [
     "CROPS",
     "DREAM",
     "DREAM_FAMILY_LAYERS",
     "DREAM_LAYERS",
+    "EXPLAIN",
     "GALLERY",
     "GRADCAM_FAMILY_LAYERS",
     "MODEL",

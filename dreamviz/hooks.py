@@ -454,3 +454,19 @@ class Capture(contextlib.AbstractContextManager):
 def capture(model: nn.Module, layers: Iterable[str], **kwargs) -> Capture:
     """Shorthand for :class:`Capture`."""
     return Capture(model, layers, **kwargs)
+
+
+@contextlib.contextmanager
+def replace_output(model: nn.Module, layer: str, fn):
+    """While the block runs, ``layer``'s output is replaced by ``fn(output)`` (ablations, path
+    integrals at a layer). The hook is removed and the model's flags restored on exit, by
+    success, error or Ctrl-C."""
+    model = as_vision_model(model)
+    check_layer(model, layer)
+    module = dict(model.net.named_modules())[layer]
+    with model_guard(model.net):
+        handle = module.register_forward_hook(lambda _m, _i, out: fn(out))
+        try:
+            yield model
+        finally:
+            handle.remove()

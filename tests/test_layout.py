@@ -46,8 +46,9 @@ LAYERS = {
     "visualize": 5,
     "recipes": 5,
     "gallery": 5,
-    "commands": 6,
-    "cli": 6,
+    "explain": 6,
+    "commands": 7,
+    "cli": 7,
 }
 GROUPS = {"gallery", "commands"}
 FACADE_LAYER = max(LAYERS.values()) + 1
