@@ -1,0 +1,176 @@
+"""explain: attributions that add up, rankings that do not depend on the batch, a page that
+opens, one-line errors, an untouched model, and ablations that confirm the ranking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from dreamviz.cli import main
+from dreamviz.explain import ablate, explain, layer_attribution, nmf, write_page
+from dreamviz.io import as_batch, read_image
+
+FAST = dict(render_settings={"steps": 2, "size": [32, 32]}, saliency_maps=False)
+
+
+@pytest.fixture(scope="module")
+def photo(assets_dir):
+    from torchvision.transforms.v2.functional import resize
+
+    return resize(read_image(assets_dir / "chelsea.jpg"), [96], antialias=True)
+
+
+def test_ig_attributions_sum_to_the_logit_minus_the_zeroed_layer(lite0, photo):
+    # blocks.10 is followed by nonlinear blocks, so this is a real test of the path integral
+    x = as_batch(photo, lite0)
+    target = int(lite0(x).argmax())
+    attr, _, logit, baseline = layer_attribution(lite0, x, target, "blocks.10", steps=32)
+    assert abs(float(attr.sum()) - (logit - baseline)) <= 0.05 * abs(logit - baseline)
+    # one gradient at the photo (gradient x activation) does not satisfy completeness here
+    gxa, _, _, _ = layer_attribution(lite0, x, target, "blocks.10", method="grad_x_act")
+    ig_error = abs(float(attr.sum()) - (logit - baseline))
+    assert abs(float(gxa.sum()) - (logit - baseline)) > ig_error
+
+
+def test_explanation_reports_completeness_and_ranks_by_attribution(lite0, photo):
+    ex = explain(lite0, photo, layer="blocks.10", top=5, pictures=False, **FAST)
+    assert ex.completeness_error < 0.05
+    values = [u.value for u in ex.channels]
+    assert values == sorted(values, reverse=True)
+    assert values[0] == pytest.approx(float(ex.all_values.max()), rel=1e-6)
+    assert ex.channels[0].map.shape == photo.shape[-2:]
+    assert ex.target == ex.top5[0][0] and len(ex.top5) == 5
+
+
+def test_ranking_is_invariant_to_batch_composition(lite0, photo, assets_dir):
+    other = read_image(assets_dir / "coffee.jpg")[:, :96, :96]
+    alone = explain(lite0, photo, top=6, pictures=False, **FAST)
+    both = explain(lite0, [other, photo], top=6, pictures=False, **FAST)
+    assert [u.index for u in both[1].channels] == [u.index for u in alone.channels]
+    torch.testing.assert_close(both[1].all_values, alone.all_values)
+
+
+def test_zeroing_the_top_channels_lowers_the_logit_most(lite0, photo):
+    ex = explain(lite0, photo, top=4, pictures=False, **FAST)
+    x, t, layer = ex.image, ex.target, ex.layer
+    k = 4
+    top = [u.index for u in ex.channels[:k]]
+    drop_top = ex.logit - ablate(lite0, x, t, layer, top)
+    active = ex_active = None
+    from dreamviz.hooks import Capture, as_nchw, probe
+
+    with Capture(lite0, [layer]) as cap, torch.no_grad():
+        a = as_nchw(cap(as_batch(x, lite0))[layer], probe(lite0)[layer].layout)
+    ex_active = a.flatten(2).mean(2)[0].topk(k).indices.tolist()
+    drop_active = ex.logit - ablate(lite0, x, t, layer, ex_active)
+    g = torch.Generator().manual_seed(0)
+    n = a.shape[1]
+    drops = [
+        ex.logit - ablate(lite0, x, t, layer, torch.randperm(n, generator=g)[:k].tolist())
+        for _ in range(20)
+    ]
+    active = drop_active
+    assert drop_top > sorted(drops)[10] and drop_top > active
+
+
+def test_nmf_reconstructs_a_nonnegative_product():
+    g = torch.Generator().manual_seed(1)
+    w, h = torch.rand(50, 3, generator=g), torch.rand(3, 20, generator=g)
+    v = (w @ h).double()
+    fw, fh = nmf(v, 3, iters=500)
+    assert (fw >= 0).all() and (fh >= 0).all()
+    assert float((fw @ fh - v).norm() / v.norm()) < 0.05
+
+
+def test_groups_and_pictures_and_the_page(lite0, photo, tmp_path):
+    ex = explain(lite0, photo, top=2, groups=2, **FAST)
+    assert len(ex.groups) == 2 and all(u.picture is not None for u in ex.channels + ex.groups)
+    assert ex.groups[0].direction.shape == (ex.all_values.numel(),)
+    page = write_page(ex, tmp_path / "ex", command="dreamviz explain x.jpg")
+    data = json.loads((tmp_path / "ex" / "explain.json").read_text())
+    assert data["channels"][0]["index"] == ex.channels[0].index and data["command"]
+    for name in ("photo.png", "channel_{}.png", "channel_{}_map.png", "group_0.png"):
+        assert (tmp_path / "ex" / name.format(ex.channels[0].index)).is_file(), name
+    html = page.read_text()
+    assert "channel_" in html and "data:image" not in html
+    inline = ex._repr_html_()
+    assert inline.count("data:image/png;base64") >= 5
+
+
+def test_page_opens_in_chromium_without_broken_images(lite0, photo, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("Chromium not found: install it (apt-get install chromium)")
+    ex = explain(lite0, photo, top=2, groups=1, render_settings=FAST["render_settings"])
+    page = write_page(ex, tmp_path / "ex")
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+           "--dump-dom", page.as_uri()]  # fmt: skip
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    assert 'data-broken="[]"' in dom, dom[-500:]
+
+
+def test_model_is_untouched_after_success_and_error(lite0, photo, monkeypatch):
+    before = [(m.training, len(m._forward_hooks)) for m in lite0.modules()]
+    grads = [p.requires_grad for p in lite0.parameters()]
+    explain(lite0, photo, top=1, pictures=False, **FAST)
+
+    def interrupted(*args, **kwargs):  # Ctrl-C in the middle of the path integral
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.autograd, "grad", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        explain(lite0, photo, layer="blocks.10", top=1, pictures=False, **FAST)
+    monkeypatch.undo()
+    assert [(m.training, len(m._forward_hooks)) for m in lite0.modules()] == before
+    assert [p.requires_grad for p in lite0.parameters()] == grads
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--target", "no such class"], "unknown class"),
+        (["--layer", "blocks.99"], "unknown layer"),
+        (["--top", "0"], "out of range"),
+    ],
+)
+def test_cli_bad_input_is_one_line(capsys, tmp_path, assets_dir, args, words):
+    out = tmp_path / "ex"
+    try:
+        rc = main(["explain", str(assets_dir / "chelsea.jpg"), "--out", str(out), *args])
+    except SystemExit as e:  # argparse's own range errors
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
+    assert not out.exists()
+
+
+def test_cli_unreadable_photo_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"not an image")
+    rc = main(["explain", str(bad), "--out", str(tmp_path / "ex")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "cannot read" in err
+
+
+def test_cli_writes_a_page_per_photo_and_an_index(capsys, tmp_path, assets_dir):
+    from PIL import Image
+
+    out = tmp_path / "ex"
+    for name in ("chelsea.jpg", "coffee.jpg"):  # small copies keep the test fast
+        with Image.open(assets_dir / name) as im:
+            im.resize((64, 64)).save(tmp_path / name)
+    rc = main(["explain", str(tmp_path / "chelsea.jpg"), str(tmp_path / "coffee.jpg"),
+               "--top", "1", "--render-steps", "1", "--render-size", "32", "--steps", "4",
+               "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / "index.html")]
+    assert (out / "chelsea" / "index.html").is_file() and (
+        out / "coffee" / "explain.json"
+    ).is_file()
