@@ -232,7 +232,7 @@ def contact_sheet(results: list[dict], path: str, thumb: int = 64) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default="all", help="comma-separated names, or all")
+    ap.add_argument("--recipes", default="all", help="names separated by ;, or all")
     ap.add_argument(
         "--recipe",
         action="append",
@@ -261,7 +261,7 @@ def main() -> None:
         contact_sheet(results, args.sheet)
         print(f"\ncontact sheet: {args.sheet}")
         return
-    names = list(table) if args.recipes == "all" else args.recipes.split(",")
+    names = list(table) if args.recipes == "all" else args.recipes.split(";")
     names += [item.partition("=")[0] for item in args.recipe if args.recipes != "all"]
     data = {"results": [], "times": {}}
     if args.json and os.path.exists(args.json):
