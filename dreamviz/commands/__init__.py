@@ -14,6 +14,7 @@ FLAGS = {
     "internal_batch_size": "--batch-size",
     "diversity_weight": "--diversity",
     "per_target": "--batch",
+    "layers": "--layer",  # repeatable: one flag per layer
 }
 
 
