@@ -3,11 +3,14 @@ requirements admit the torch that is installed."""
 
 from __future__ import annotations
 
+import os
 import re
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
+import dreamviz
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +24,20 @@ def _first_block() -> list[str]:
 
 def test_readme_opens_with_main_job_and_test_commands():
     main_job, test_cmd = _first_block()
-    assert "pip install -e ." in main_job and "dreamviz render" in main_job
+    assert "pip install ." in main_job and "dreamviz render" in main_job
     assert "'.[test]'" in test_cmd and "pytest" in test_cmd
+    # the wheel, not the checkout: no editable install, and pytest's own script (python -m
+    # pytest would put the checkout first on sys.path)
+    assert "-e" not in main_job.split() + test_cmd.split()
+    assert ".venv/bin/pytest" in test_cmd and "-m pytest" not in test_cmd
+
+
+def test_ci_tests_the_installed_wheel():
+    """.ci/run sets DREAMVIZ_TEST_INSTALLED: there dreamviz must come from the installed wheel."""
+    if not os.environ.get("DREAMVIZ_TEST_INSTALLED"):
+        pytest.skip("only under .ci/run, which installs dreamviz from its wheel")
+    path = Path(dreamviz.__file__).resolve()
+    assert "site-packages" in path.parts, path  # the checkout's copy is ROOT/dreamviz
 
 
 def test_ci_runs_the_readme_test_command_exactly():
@@ -40,7 +55,7 @@ def _requirement(text: str, name: str) -> str:
 
 @pytest.mark.parametrize("package", ["torch", "torchvision"])
 def test_requirements_admit_the_installed_torch(package):
-    # pip install -e . must keep the torch build that is installed (a CUDA wheel, say), not
+    # pip install . must keep the torch build that is installed (a CUDA wheel, say), not
     # replace it: the requirement admits the version this environment actually has
     from packaging.specifiers import SpecifierSet
 
