@@ -47,6 +47,27 @@ def test_ci_runs_the_readme_test_command_exactly():
     assert any('"$rc" -eq 5' in line for line in ci), "pytest's 'no tests' must fail CI"
 
 
+def test_package_data_lists_every_data_file():
+    """Every file of the package that is not Python matches a package-data pattern of its
+    package (setuptools globs), so the wheel carries it: a missing one breaks installs only."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]
+    package_root = ROOT / "dreamviz"
+    files = [
+        p
+        for p in package_root.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert any(p.name == "chelsea.jpg" for p in files)
+    for path in files:
+        # the package that owns the file: its nearest folder with an __init__.py
+        owner = next(d for d in path.parents if (d / "__init__.py").is_file())
+        name = ".".join(owner.relative_to(ROOT).parts)
+        shipped = {q for pattern in patterns.get(name, []) for q in owner.glob(pattern)}
+        assert path in shipped, f"{path.relative_to(ROOT)} is not in package-data[{name!r}]"
+
+
 def _requirement(text: str, name: str) -> str:
     found = re.search(rf'"{name}([<>=!~,.\d\s*]*)"', text)
     assert found, f"pyproject.toml lists no {name} requirement"
