@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +20,16 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamviz import gallery
-from dreamviz.cli import main
+import dreamviz
+from dreamviz import defaults, engine, gallery, io
+from dreamviz.cli import build_parser, main
+from dreamviz.commands import gallery as gallery_command
 from dreamviz.errors import NonFiniteError, UsageError
 from dreamviz.io import read_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(size=32, steps=4, progress=False)
+CLI = dict(reproduce=gallery_command.reproduce)  # the page's commands, as the CLI shows them
 LAYERS = ["blocks.3", "blocks.8"]
 
 
@@ -43,11 +50,11 @@ class _Counting:
     """Wraps the render engine and counts the units it is asked to render."""
 
     def __init__(self, monkeypatch, fail: bool = False):
-        self.real = gallery._engine.render
+        self.real = engine.render
         self.units = 0
         self.calls = 0
         self.fail = fail
-        monkeypatch.setattr(gallery._engine, "render", self)
+        monkeypatch.setattr(engine, "render", self)
 
     def __call__(self, model, objective, **kw):
         if self.fail:
@@ -61,7 +68,7 @@ class _Counting:
 def base(lite0, tmp_path_factory) -> Path:
     """2 layers x 2 channels + 1 class, batch 3 (so one batch mixes layers)."""
     out = tmp_path_factory.mktemp("gal") / "base"
-    gallery.build(lite0, LAYERS, "0-1", classes="1", batch=3, out=out, **FAST)
+    gallery.build(lite0, LAYERS, "0-1", classes="1", batch=3, out=out, **FAST, **CLI)
     return out
 
 
@@ -106,7 +113,7 @@ def test_rerun_is_a_noop_that_rebuilds_the_pages(base, lite0, tmp_path, monkeypa
     (out / "index.html").unlink()
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     _Counting(monkeypatch, fail=True)
-    result = gallery.build(lite0, LAYERS, "0-1", classes="1", batch=3, out=out, **FAST)
+    result = gallery.build(lite0, LAYERS, "0-1", classes="1", batch=3, out=out, **FAST, **CLI)
     assert result.rendered == [] and len(result.skipped) == 5
     assert (out / "index.html").exists()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == mtimes
@@ -151,7 +158,7 @@ def test_interrupted_run_resumes_where_it_stopped(lite0, tmp_path, monkeypatch):
     assert _tmp_files(out) == []
 
     # Ctrl-C inside a batch: render returns interrupted; nothing of that batch is saved
-    real = gallery._engine.render
+    real = engine.render
 
     def interrupted_render(model, objective, **kw):
         def cb(step, steps, values):
@@ -160,7 +167,7 @@ def test_interrupted_run_resumes_where_it_stopped(lite0, tmp_path, monkeypatch):
 
         return real(model, objective, **{**kw, "callback": cb})
 
-    monkeypatch.setattr(gallery._engine, "render", interrupted_render)
+    monkeypatch.setattr(engine, "render", interrupted_render)
     with pytest.raises(KeyboardInterrupt):
         gallery.build(lite0, "blocks.3", "0-5", batch=2, out=out, **FAST)
     assert not (out / "blocks.3/0002.png").exists() and _tmp_files(out) == []
@@ -200,8 +207,6 @@ def test_batched_units_match_single_renders(lite0, tmp_path):
 
 def test_png_renders_again_from_its_recipe(lite0, tmp_path):
     """The page's `dreamviz render --from PNG` command gives the same pixels (batch 1)."""
-    if not (REPO / "dreamviz/commands/render.py").exists():
-        pytest.skip("the render command is not built yet")
     out = tmp_path / "g"
     gallery.build(lite0, "blocks.3", "7", classes="1", batch=1, out=out, natural=None, **FAST)
     for rel in ("blocks.3/0007.png", "logits/0001.png"):
@@ -212,14 +217,14 @@ def test_png_renders_again_from_its_recipe(lite0, tmp_path):
 
 def test_one_nonfinite_unit_does_not_sink_its_batch(lite0, tmp_path, monkeypatch):
     bad = gallery.unit_seed(0, gallery.Unit("blocks.3", 1))
-    real = gallery._engine.render
+    real = engine.render
 
     def render(model, objective, **kw):
         if bad in kw["seed"]:
             raise NonFiniteError("nan", last_good=torch.full((kw["batch"], 3, 32, 32), 0.5), step=3)
         return real(model, objective, **kw)
 
-    monkeypatch.setattr(gallery._engine, "render", render)
+    monkeypatch.setattr(engine, "render", render)
     gallery.build(lite0, "blocks.3", "0-2", batch=3, out=tmp_path, natural=None, **FAST)
     recs = _records(tmp_path)
     assert [r["status"] for r in recs.values()] == ["ok", "non-finite at step 3", "ok"]
@@ -252,7 +257,8 @@ def test_unit_selection(lite0):
     [
         (["--layer", "blocks.3", "--channels", "0-99"], "out of range for blocks.3"),
         (["--layer", "blocks.nope"], "unknown layer"),
-        ([], "nothing to render"),
+        (["--layer", "blocks.3", "--natural", "/no/photos"], "'/no/photos' does not exist"),
+        ([], "nothing to render; give --layer LAYER and/or --classes 0-15"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
@@ -272,6 +278,117 @@ def test_cli_prints_the_paths_it_writes(tmp_path, capsys):
     assert str(out / "blocks.3/0001.png") in printed
     assert main(argv) == 0  # rerun: nothing rendered, pages still printed
     assert capsys.readouterr().out.split() == printed[-2:]
+
+
+def test_page_css_and_js_are_package_data(base):
+    """The page inlines page.css and page.js, files of the package (installed with the
+    wheel), into the page.html template; no copy of them lives in Python code."""
+    page = (base / "index.html").read_text()
+    data = resources.files("dreamviz.gallery")
+    for name in ("page.css", "page.js"):
+        text = data.joinpath(name).read_text(encoding="utf-8")
+        assert len(text) > 1000 and text in page, name
+    template = data.joinpath("page.html").read_text(encoding="utf-8")
+    assert template.startswith("<!DOCTYPE html>") and "${css}" in template
+    code = "".join(p.read_text() for p in Path(gallery.__file__).parent.glob("*.py"))
+    for fragment in ("grid-template-columns", "querySelector", "<!DOCTYPE", "<div id="):
+        assert fragment not in code, fragment
+
+
+def test_natural_auto_uses_the_sample_photos_inside_the_package(base):
+    """natural="auto" (the default) reads the CC0 samples shipped in dreamviz/data/photos, so an
+    installed wheel has its activation ratios without the repository's assets/."""
+    photos = io.sample_photos()
+    assert [p.name for p in photos] == ["chelsea.jpg", "coffee.jpg"]
+    package = Path(dreamviz.__file__).resolve().parent
+    assert all(p.resolve().is_relative_to(package) for p in photos)
+    assert (package / "data/photos/LICENSE.txt").is_file()
+    assert gallery.photos("auto") == photos
+    channels = [r for r in _records(base).values() if r["kind"] == "channel"]
+    assert len(channels) == 4 and all(r["activation_ratio"] is not None for r in channels)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_a_natural_folder_without_photos_is_a_usage_error(lite0, tmp_path, kind, assets_dir):
+    folder = tmp_path / "photos"
+    if kind == "empty":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("not a photo")
+    out = tmp_path / "g"
+    with pytest.raises(UsageError, match=re.escape(repr(str(folder)))) as e:
+        gallery.build(lite0, "blocks.3", "0", out=out, natural=folder, **FAST)
+    assert len(str(e.value).splitlines()) == 1
+    assert not out.exists()  # refused before anything is written
+    assert gallery.photos(None) == [] and len(gallery.photos(assets_dir)) == 2
+    assert gallery.photos(assets_dir / "coffee.jpg") == [assets_dir / "coffee.jpg"]
+
+
+def test_reproduce_and_command_are_the_callers(lite0, tmp_path):
+    """Without ``reproduce`` the page shows the settings only; with it, its text for each
+    unit's recipe (first line: the copied command); ``command`` goes to header and manifest."""
+    plain = tmp_path / "plain"
+    gallery.build(lite0, "blocks.3", "2", out=plain, natural=None, **FAST)
+    page = (plain / "index.html").read_text()
+    assert "dreamviz render" not in page and "built with" not in page
+    assert json.loads((plain / "manifest.json").read_text())["command"] is None
+
+    seen = []
+
+    def reproduce(recipe):
+        seen.append(recipe)
+        return f"first {recipe['gallery']['file']}\nsecond {recipe['settings']['seed']}"
+
+    out = tmp_path / "g"
+    gallery.build(lite0, "blocks.3", "2", out=out, natural=None, reproduce=reproduce,
+                  command="make it so", **FAST)  # fmt: skip
+    assert seen == [read_recipe(out / "blocks.3/0002.png")]  # the PNG's own recipe
+    page = (out / "index.html").read_text()
+    assert '"from": "first blocks.3/0002.png"' in page
+    assert f'"command": "second {seen[0]["settings"]["seed"]}"' in page
+    assert "built with <code>make it so</code>" in page
+    assert json.loads((out / "manifest.json").read_text())["command"] == "make it so"
+
+
+def test_the_page_commands_render_the_unit_again(base):
+    """The CLI's ``reproduce``: ``render --from`` the PNG, then the explicit command, whose
+    flags give back the recipe's settings."""
+    recipe = read_recipe(base / "blocks.8/0001.png")
+    short, explicit = gallery_command.reproduce(recipe).splitlines()
+    assert short == "dreamviz render --from blocks.8/0001.png -o blocks.8_1.png"
+    args = build_parser().parse_args(shlex.split(explicit)[1:])
+    assert args.targets == [["unit", "blocks.8:1"]] and args.output == "blocks.8_1.png"
+    for key, value in recipe["settings"].items():
+        if getattr(args, key, None) is not None:
+            assert getattr(args, key) == value, key
+    assert args.seed == recipe["settings"]["seed"] != 0
+
+
+def test_gallery_command_line_parses_back_to_the_same_gallery():
+    argv = ["gallery", "--model", "resnet18", "--weights", "w.pt", "--layer", "layer2"]
+    argv += ["--layer", "layer3", "--channels", "random:8", "--classes", "tabby,3"]
+    argv += ["--size", "96x64", "--steps", "9", "--lr", "0.02", "--optimizer", "sgd"]
+    argv += ["--param", "pixel", "--no-decorrelate", "--transforms", "none", "--settle", "0"]
+    argv += ["--amp", "--seed", "5", "--batch", "3", "--natural", "none", "--out", "a b"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    line = gallery_command.command_line(args)
+    assert line.startswith("dreamviz gallery ") and "'a b'" in line
+    again = parser.parse_args(shlex.split(line)[1:])
+    assert vars(again) == vars(args)
+
+
+def test_defaults_come_from_defaults_py():
+    """build() and ``dreamviz gallery`` take their defaults from defaults.GALLERY, then RENDER."""
+    params = inspect.signature(gallery.build).parameters
+    args = build_parser().parse_args(["gallery"])
+    api_names = {"param": "param_kind"}
+    for key, value in {**defaults.RENDER, **defaults.GALLERY}.items():
+        name = api_names.get(key, key)
+        if name in params:
+            assert params[name].default == value, key
+        if key in vars(args):
+            assert getattr(args, key) == value, key
+    assert params["size"].default == args.size == defaults.GALLERY["size"]
 
 
 def _free_port() -> int:

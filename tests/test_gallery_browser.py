@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from dreamviz import gallery
+from dreamviz.commands.gallery import reproduce
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -62,7 +63,16 @@ def _selftest(browser: str, index, tmp_path) -> dict:
 def site(lite0, tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     gallery.build(
-        lite0, ["blocks.3"], "0-3", classes="1", size=32, steps=2, batch=5, out=out, progress=False
+        lite0,
+        ["blocks.3"],
+        "0-3",
+        classes="1",
+        size=32,
+        steps=2,
+        batch=5,
+        out=out,
+        progress=False,
+        reproduce=reproduce,  # the commands the CLI's pages show
     )
     return out
 
@@ -95,3 +105,19 @@ def test_a_broken_image_is_caught(site, tmp_path):
     (broken / "blocks.3/0002.png").write_bytes(b"not a png")
     r = _selftest(browser, broken / "index.html", tmp_path)
     assert r["ok"] is False and len(r["broken"]) == 1 and "blocks.3/0002.png" in r["broken"][0]
+
+
+def test_without_reproduce_the_view_shows_the_settings_only(site, tmp_path):
+    """A page built from Python without ``reproduce`` has no commands: the large view still
+    opens, with its settings, and the command boxes and Copy button are hidden."""
+    browser = _browser()
+    plain = shutil.copytree(site, tmp_path / "plain")
+    manifest = json.loads((plain / "manifest.json").read_text())
+    (plain / "index.html").write_text(gallery.render_html(manifest, len(manifest["units"])))
+    r = _selftest(browser, plain / "index.html", tmp_path)
+    assert r["ok"] is True and r["viewer"] and r["big_image"] and r["command"] == ""
+    dom = _chromium(browser, (plain / "index.html").as_uri() + "#view=0", tmp_path, "--dump-dom")
+    for box in ("again", "again-alt"):
+        assert re.search(rf'<div class="{box}" hidden="">', dom), box
+    assert '<button class="copy" hidden="">' in dom
+    assert re.search(r'<pre class="recipe">\{\n "unit": "blocks.3:0"', dom)

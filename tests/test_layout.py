@@ -59,6 +59,7 @@ SAME_LAYER = {
     ("models", "io"),
     ("models", "_lite0"),
     ("attribution", "_quadrature"),
+    ("gallery", "recipes"),  # each gallery PNG carries a render recipe made by recipes.make
     ("cli", "commands"),
 }
 #: private module -> the module it belongs to (the only one that may import it)

@@ -3,11 +3,14 @@ requirements admit the torch that is installed."""
 
 from __future__ import annotations
 
+import os
 import re
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
+import dreamviz
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +24,20 @@ def _first_block() -> list[str]:
 
 def test_readme_opens_with_main_job_and_test_commands():
     main_job, test_cmd = _first_block()
-    assert "pip install -e ." in main_job and "dreamviz render" in main_job
+    assert "pip install ." in main_job and "dreamviz render" in main_job
     assert "'.[test]'" in test_cmd and "pytest" in test_cmd
+    # the wheel, not the checkout: no editable install, and pytest's own script (python -m
+    # pytest would put the checkout first on sys.path)
+    assert "-e" not in main_job.split() + test_cmd.split()
+    assert ".venv/bin/pytest" in test_cmd and "-m pytest" not in test_cmd
+
+
+def test_ci_tests_the_installed_wheel():
+    """.ci/run sets DREAMVIZ_TEST_INSTALLED: there dreamviz must come from the installed wheel."""
+    if not os.environ.get("DREAMVIZ_TEST_INSTALLED"):
+        pytest.skip("only under .ci/run, which installs dreamviz from its wheel")
+    path = Path(dreamviz.__file__).resolve()
+    assert "site-packages" in path.parts, path  # the checkout's copy is ROOT/dreamviz
 
 
 def test_ci_runs_the_readme_test_command_exactly():
@@ -30,6 +45,27 @@ def test_ci_runs_the_readme_test_command_exactly():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_cmd in ci
     assert any('"$rc" -eq 5' in line for line in ci), "pytest's 'no tests' must fail CI"
+
+
+def test_package_data_lists_every_data_file():
+    """Every file of the package that is not Python matches a package-data pattern of its
+    package (setuptools globs), so the wheel carries it: a missing one breaks installs only."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]
+    package_root = ROOT / "dreamviz"
+    files = [
+        p
+        for p in package_root.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert any(p.name == "chelsea.jpg" for p in files)
+    for path in files:
+        # the package that owns the file: its nearest folder with an __init__.py
+        owner = next(d for d in path.parents if (d / "__init__.py").is_file())
+        name = ".".join(owner.relative_to(ROOT).parts)
+        shipped = {q for pattern in patterns.get(name, []) for q in owner.glob(pattern)}
+        assert path in shipped, f"{path.relative_to(ROOT)} is not in package-data[{name!r}]"
 
 
 def _requirement(text: str, name: str) -> str:
@@ -40,7 +76,7 @@ def _requirement(text: str, name: str) -> str:
 
 @pytest.mark.parametrize("package", ["torch", "torchvision"])
 def test_requirements_admit_the_installed_torch(package):
-    # pip install -e . must keep the torch build that is installed (a CUDA wheel, say), not
+    # pip install . must keep the torch build that is installed (a CUDA wheel, say), not
     # replace it: the requirement admits the version this environment actually has
     from packaging.specifiers import SpecifierSet
 

@@ -14,6 +14,7 @@ FLAGS = {
     "internal_batch_size": "--batch-size",
     "diversity_weight": "--diversity",
     "per_target": "--batch",
+    "layers": "--layer",  # repeatable: one flag per layer
 }
 
 
@@ -94,6 +95,17 @@ def image_size(text: str) -> list[int]:
     return [h, w]
 
 
+def size_text(size) -> str:
+    """The inverse of :func:`image_size`: ``N`` or ``[H, W]`` -> ``"N"`` or ``"WxH"``."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return str(h) if h == w else f"{w}x{h}"
+
+
+def number_text(x) -> str:
+    """A number as a flag value: floats in their shortest form (``0.05``, ``1e-05``)."""
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 def emit(path) -> None:
     """Print one written path per line on stdout, as every command promises."""
     print(str(path), flush=True)
@@ -107,5 +119,7 @@ __all__ = [
     "float_range",
     "image_size",
     "int_range",
+    "number_text",
     "parent",
+    "size_text",
 ]

@@ -9,13 +9,35 @@ processes (``torchrun --nproc_per_node=N -m dreamviz.cli gallery ...`` or
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import PurePosixPath
 
-from . import add_model_args, emit, float_range, image_size, int_range, parent
+from .. import defaults
+from . import (
+    add_model_args,
+    emit,
+    float_range,
+    image_size,
+    int_range,
+    number_text,
+    parent,
+    size_text,
+)
+from .recipe import command_line as render_command_line
+from .recipe import from_line
+
+GALLERY, RENDER = defaults.GALLERY, defaults.RENDER
+
+
+def _option(group, name: str, table, what: str = "", **kwargs) -> None:
+    """``--NAME`` with its default from ``table`` (defaults.GALLERY or RENDER), in its help."""
+    default = table[name]
+    text = f"{what} (default {default})" if what else f"default {default}"
+    group.add_argument(f"--{name}", default=default, help=text, **kwargs)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The gallery options (shared with scripts/make_gallery.py)."""
-    from ..gallery import DEFAULT_BATCH, DEFAULT_SIZE, DEFAULT_STEPS
     from ..optim import OPTIMIZERS
     from ..param import PARAMS
     from ..transforms import PRESETS
@@ -30,12 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="LAYER",
         help="a layer whose channels to show (repeatable; `dreamviz layers MODEL` lists them)",
     )
-    w.add_argument(
-        "--channels",
-        default="all",
-        metavar="SPEC",
-        help="channels of each layer: all (default), 0-63, 0,5,9-12 or random:32",
-    )
+    what = "channels of each layer: all, 0-63, 0,5,9-12 or random:32"
+    _option(w, "channels", GALLERY, what, metavar="SPEC")
     w.add_argument(
         "--classes",
         default=None,
@@ -43,58 +61,75 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also a class gallery: 0-999, random:16, indices or ImageNet names",
     )
     o = p.add_argument_group("rendering")
-    o.add_argument(
-        "--size", type=image_size, default=None, metavar="N|WxH", help=f"default {DEFAULT_SIZE}"
-    )
-    o.add_argument(
-        "--steps", type=int_range(1, 1_000_000), default=DEFAULT_STEPS, help="default 256"
-    )
-    o.add_argument(
-        "--batch",
-        type=int_range(1, 4096),
-        default=DEFAULT_BATCH,
-        help=f"units optimized together in one pass (default {DEFAULT_BATCH})",
-    )
-    o.add_argument("--lr", type=float_range(0.0, lo_open=True), default=0.05, help="default 0.05")
-    o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    o.add_argument("--param", choices=sorted(PARAMS), default="fft", help="default fft")
+    _option(o, "size", GALLERY, type=image_size, metavar="N|WxH")
+    _option(o, "steps", GALLERY, type=int_range(1, 1_000_000))
+    _option(o, "batch", GALLERY, "units optimized together in one pass", type=int_range(1, 4096))
+    _option(o, "lr", RENDER, type=float_range(0.0, lo_open=True))
+    _option(o, "optimizer", RENDER, choices=sorted(OPTIMIZERS))
+    _option(o, "param", RENDER, "image parameterization", choices=sorted(PARAMS))
     o.add_argument(
         "--no-decorrelate",
         dest="decorrelate",
         action="store_false",
+        default=RENDER["decorrelate"],
         help="optimize RGB directly instead of ImageNet-decorrelated colour",
     )
-    o.add_argument("--transforms", choices=sorted(PRESETS), default="standard")
-    o.add_argument(
-        "--settle",
-        type=float_range(0.0, 1.0),
-        default=0.15,
-        help="final fraction of steps without transforms (default 0.15)",
-    )
-    o.add_argument(
-        "--seed", type=int_range(0, 2**62), default=0, help="base seed; each unit hashes it"
-    )
+    _option(o, "transforms", RENDER, "robustness transforms", choices=sorted(PRESETS))
+    what = "final fraction of steps without transforms"
+    _option(o, "settle", RENDER, what, type=float_range(0.0, 1.0))
+    _option(o, "seed", RENDER, "base seed; each unit hashes it", type=int_range(0, 2**62))
     o.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     d = p.add_argument_group("output")
-    d.add_argument("--out", default="gallery", metavar="DIR", help="output folder (gallery/)")
+    _option(d, "out", GALLERY, "output folder", metavar="DIR")
     d.add_argument(
         "--natural",
-        default="auto",
+        default=GALLERY["natural"],
         metavar="DIR|none",
-        help="photos for the activation ratio (default: the bundled sample photos)",
+        help="photos for the activation ratio (default: the sample photos inside dreamviz)",
     )
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The ``dreamviz gallery`` command that builds this gallery: the request and every
+    setting that shapes the images, written out even where it is today's default."""
+    cmd = ["dreamviz", "gallery", "--model", args.model]
+    if args.weights:
+        cmd += ["--weights", args.weights]
+    for layer in args.layers:
+        cmd += ["--layer", layer]
+    if args.layers:
+        cmd += ["--channels", str(args.channels)]
+    if args.classes is not None:
+        cmd += ["--classes", str(args.classes)]
+    cmd += ["--size", size_text(args.size)]
+    for key in ("steps", "lr", "optimizer", "param", "transforms", "settle"):
+        cmd += [f"--{key}", number_text(getattr(args, key))]
+    if not args.decorrelate:
+        cmd.append("--no-decorrelate")
+    if args.amp:
+        cmd.append("--amp")
+    cmd += ["--seed", str(args.seed), "--batch", str(args.batch)]
+    if args.natural != GALLERY["natural"]:
+        cmd += ["--natural", str(args.natural)]
+    return shlex.join([*cmd, "--out", args.out])
+
+
+def reproduce(recipe: dict) -> str:
+    """The page's commands for one unit, run in the gallery folder: ``render --from`` its PNG,
+    then the explicit command that needs no PNG. Both write ``<layer>_<index>.png``."""
+    png = PurePosixPath(recipe["gallery"]["file"])  # <layer>/<index:04d>.png
+    output = f"{png.parent}_{int(png.stem)}.png"
+    return f"{from_line(str(png), output)}\n{render_command_line(recipe, output)}"
+
+
 def build_kwargs(args: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`dreamviz.gallery.build` from parsed options."""
-    from ..gallery import DEFAULT_SIZE
-
     return dict(
         layers=args.layers,
         channels=args.channels,
         classes=args.classes,
-        size=args.size or DEFAULT_SIZE,
+        size=args.size,
         steps=args.steps,
         batch=args.batch,
         out=args.out,
@@ -109,6 +144,8 @@ def build_kwargs(args: argparse.Namespace) -> dict:
         weights=args.weights,
         natural=None if str(args.natural).lower() == "none" else args.natural,
         progress=not args.quiet,
+        reproduce=reproduce,
+        command=command_line(args),
     )
 
 

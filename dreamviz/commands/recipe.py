@@ -10,17 +10,11 @@ from __future__ import annotations
 import shlex
 
 from .. import defaults
+from . import number_text, size_text
 
 
 def _size(size) -> list[str]:
-    if size is None:
-        return []
-    h, w = size
-    return ["--size", str(h) if h == w else f"{w}x{h}"]  # the CLI reads N or WxH
-
-
-def _number(x) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
+    return [] if size is None else ["--size", size_text(size)]
 
 
 def command_line(recipe: dict, output: str | None = None) -> str:
@@ -37,12 +31,12 @@ def command_line(recipe: dict, output: str | None = None) -> str:
         args += ["--batch", str(s["batch"])]
     args += _size(s.get("size"))
     for key in ("steps", "lr", "optimizer", "param", "transforms", "settle"):
-        args += [f"--{key}", _number(s[key])]
+        args += [f"--{key}", number_text(s[key])]
     if not s["decorrelate"]:
         args.append("--no-decorrelate")
     for key in ("l1", "l2", "tv", "blur", "diversity"):
         if s[key]:
-            args += [f"--{key}", _number(s[key])]
+            args += [f"--{key}", number_text(s[key])]
     if s["amp"]:
         args.append("--amp")
     args += ["--seed", str(s["seed"])]

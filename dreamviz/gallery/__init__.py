@@ -1,0 +1,228 @@
+"""Unit galleries: every channel of a layer (or a set of classes) rendered into a static site.
+
+>>> from dreamviz import gallery
+>>> gallery.build("efficientnet_lite0", ["blocks.3", "blocks.8"], channels="0-15", out="gal")
+
+writes into ``out``:
+
+* ``<layer>/<index>.png`` - one image per unit, its recipe in the PNG metadata;
+* ``<layer>/<index>.json`` - the unit's record (written after its PNG: the resume marker);
+* ``manifest.json`` - every record: unit, settings, seed, final objective, activation ratio
+  versus natural images, time;
+* ``index.html`` - a static page (no server, inline CSS/JS, relative image paths): a grid per
+  layer, a larger view with each image's settings and, given ``reproduce``, the commands that
+  render it again.
+
+The modules: :mod:`~dreamviz.gallery.units` (which units, their seeds and recipes),
+:mod:`~dreamviz.gallery.store` (settings, keys, files, what is done),
+:mod:`~dreamviz.gallery.natural` (the activation ratio's photos),
+:mod:`~dreamviz.gallery.batches` (one batch through :func:`dreamviz.engine.render`),
+:mod:`~dreamviz.gallery.page` (``index.html``) and :mod:`~dreamviz.gallery.parallel`
+(``torchrun``). This module's :func:`build` runs them in order.
+
+Resumable and idempotent: a unit whose PNG and record exist with the same key is not rendered
+again, so a rerun with the same settings only rebuilds the pages, an interrupted run continues
+where it stopped and changed settings re-render only the units whose key changed. Every file is
+written atomically. Under ``torchrun`` the batches are dealt round-robin to the ranks; seeds and
+batch composition do not depend on the number of ranks, so the output equals a one-process run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import defaults
+from ..errors import UsageError, arg
+from ..hooks import LOGITS, check_unit
+from ..io import write_json, write_text
+from ..models import as_vision_model, load_model
+from . import store
+from .batches import Progress, render_batch
+from .natural import Maxima, natural_crops, natural_maxima, photos
+from .page import render_html
+from .parallel import barrier, distributed, rank_and_world
+from .store import TIMING_FIELDS, Plan, load_records
+from .units import Unit, parse_indices, select_units, unit_seed
+
+GALLERY, RENDER = defaults.GALLERY, defaults.RENDER
+
+
+@dataclass
+class GalleryResult:
+    out: Path
+    index: Path | None  # None on ranks other than 0
+    manifest: Path | None
+    rendered: list[str] = field(default_factory=list)  # units this process rendered
+    skipped: list[str] = field(default_factory=list)  # units already up to date
+    written: list[Path] = field(default_factory=list)  # PNGs this process wrote
+    records: list[dict] = field(default_factory=list)  # manifest records (rank 0)
+
+
+def _spec_text(spec) -> str | None:
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, int):
+        return str(spec)
+    return ",".join(str(s) for s in spec)
+
+
+def _write_pages(
+    out: Path,
+    plans: list[Plan],
+    settings: dict,
+    request: dict,
+    complete: bool,
+    reproduce: Callable[[dict], str] | None,
+    command: str | None,
+) -> list[dict]:
+    records = load_records(plans)
+    manifest = {
+        "format": "dreamviz-gallery/1",
+        "complete": complete and len(records) == len(plans),
+        "model": settings["model"],
+        "weights": settings["weights"],
+        "settings": settings,
+        "request": request,
+        "command": command,
+        "units": records,
+    }
+    write_json(out / "manifest.json", manifest)
+    write_text(out / "index.html", render_html(manifest, len(plans), reproduce))
+    return records
+
+
+def build(
+    model,
+    layers: str | Sequence[str] = (),
+    channels=GALLERY["channels"],
+    classes=None,
+    *,
+    size: int | Sequence[int] = GALLERY["size"],
+    steps: int = GALLERY["steps"],
+    batch: int = GALLERY["batch"],
+    out: str | os.PathLike = GALLERY["out"],
+    seed: int = RENDER["seed"],
+    lr: float = RENDER["lr"],
+    optimizer: str = RENDER["optimizer"],
+    param_kind: str = RENDER["param"],
+    decorrelate: bool = RENDER["decorrelate"],
+    transforms: str = RENDER["transforms"],
+    settle: float = RENDER["settle"],
+    amp: bool = RENDER["amp"],
+    weights: str | None = None,
+    device: str | None = RENDER["device"],
+    natural=GALLERY["natural"],
+    progress: bool = True,
+    callback: Callable[[list[dict]], None] | None = None,
+    reproduce: Callable[[dict], str] | None = None,
+    command: str | None = None,
+) -> GalleryResult:
+    """Render every requested unit that is not up to date into ``out``, then write the pages.
+
+    ``model``: a name (loaded with ``weights`` on ``device``) or a model. ``layers``: layer
+    names, each showing ``channels`` (``"all"``, ``"0-63"``, ``"random:32"``, a list).
+    ``classes``: a class gallery (``"0-999"``, ``"random:16"``, indices or names). ``natural``:
+    photos for the activation ratio (``"auto"``: the sample photos inside the package; a
+    folder, a list of paths, or None for no ratio). ``callback(records)`` runs after each batch;
+    raising from it (KeyboardInterrupt included) stops the build, and a rerun continues from
+    there. ``reproduce(recipe)``: the commands that render a unit again from its PNG's recipe,
+    one per line, shown in the page's large view (None: the view shows the settings only).
+    ``command``: the command that built the gallery, shown in the page's header and stored in
+    the manifest.
+    """
+    rank, world = rank_and_world()
+    if isinstance(model, str):
+        model = load_model(model, weights=weights, device=device or "auto")
+    else:
+        model = as_vision_model(model)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    if not isinstance(batch, int) or batch < 1:
+        raise UsageError(f"batch must be an integer >= 1, got {batch!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"steps must be an integer >= 1, got {steps!r}")
+    if not layers and classes is None:
+        raise UsageError(
+            f"nothing to render; give {arg('layers', 'LAYER')} and/or {arg('classes', '0-15')}"
+        )
+    units = select_units(model, layers, channels, classes, seed)
+    for layer in {u.layer for u in units} - {LOGITS}:
+        check_unit(model, layer, None)
+    if min(store.size2(size)) < 16:
+        raise UsageError(f"size {size} is too small; use 16 px or more")
+    natural_paths = photos(natural)
+    settings = store.settings(
+        model,
+        size=size,
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        param=param_kind,
+        decorrelate=decorrelate,
+        transforms=transforms,
+        settle=settle,
+        amp=amp,
+        seed=seed,
+    )
+    out = Path(out)
+    plans = store.plan(out, settings, units)
+    pending = [p for p in plans if not p.is_done()]
+    if rank == 0:
+        store.remove_stale_temps(out, plans)
+    barrier()  # every rank has listed the same pending units before any writes
+    mine = [pending[i : i + batch] for i in range(0, len(pending), batch)][rank::world]
+    todo = {p.key for p in pending}
+    result = GalleryResult(
+        out, None, None, skipped=[p.unit.name for p in plans if p.key not in todo]
+    )
+    request = {
+        "layers": layers,
+        "channels": _spec_text(channels) if layers else None,
+        "classes": _spec_text(classes),
+        "batch": batch,
+        "out": str(out),
+    }
+    pages = dict(request=request, reproduce=reproduce, command=command)
+
+    desc = "gallery" if world == 1 else f"gallery rank {rank}/{world}"
+    bar = Progress(sum(len(b) for b in mine), progress and rank == 0, desc)
+    maxima = Maxima(model, settings["size"], natural_paths)
+    try:
+        for group in mine:
+            maxima.need(p.unit for p in group)
+            records = render_batch(model, group, settings, maxima, bar)
+            result.rendered += [r["unit"] for r in records]
+            result.written += [out / r["file"] for r in records]
+            bar.finish_batch(len(group))
+            if callback is not None:
+                callback(records)
+    except KeyboardInterrupt:
+        bar.close()
+        if world == 1:  # pages for what is done, then stop; a rerun continues
+            _write_pages(out, plans, settings, complete=False, **pages)
+        raise
+    bar.close()
+    barrier()  # every rank's records are on disk
+    if rank == 0:
+        result.records = _write_pages(out, plans, settings, complete=True, **pages)
+        result.manifest, result.index = out / "manifest.json", out / "index.html"
+    barrier()  # the pages exist before any rank returns
+    return result
+
+
+__all__ = [
+    "TIMING_FIELDS",
+    "GalleryResult",
+    "Unit",
+    "build",
+    "distributed",
+    "natural_crops",
+    "natural_maxima",
+    "parse_indices",
+    "photos",
+    "render_html",
+    "select_units",
+    "unit_seed",
+]
