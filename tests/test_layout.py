@@ -349,9 +349,9 @@ def test_the_checks_find_each_kind_of_violation(tmp_path):
     modules = find_modules(tmp_path)
     assert unplaced(modules) == ["dreamviz/newthing.py: newthing is in no layer"]
     assert layer_violations(modules) == [
-        "dreamviz/cli.py:2: cli (layer 6) imports dreamviz (the facade) (layer 7)",
-        "dreamviz/gallery/page.py:1: gallery.page (layer 5) imports commands.render (layer 6)",
-        "dreamviz/hooks.py:1: hooks (layer 2) imports dreamviz (the facade) (layer 7)",
+        "dreamviz/cli.py:2: cli (layer 7) imports dreamviz (the facade) (layer 8)",
+        "dreamviz/gallery/page.py:1: gallery.page (layer 5) imports commands.render (layer 7)",
+        "dreamviz/hooks.py:1: hooks (layer 2) imports dreamviz (the facade) (layer 8)",
         "dreamviz/io.py:1: io (layer 1) imports models (layer 1)",
     ]
     assert flag_violations(modules) == ["dreamviz/engine.py:4: engine names --lr"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from .. import defaults
 from ..errors import UsageError
 
 #: API argument -> CLI flag, where the flag is not simply ``--name-with-dashes``: error
@@ -30,7 +31,7 @@ def parent() -> argparse.ArgumentParser:
 
 def add_model_args(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument(
-        "--model", default="efficientnet_lite0", help="model name (default: efficientnet_lite0)"
+        "--model", default=defaults.MODEL, help=f"model name (default: {defaults.MODEL})"
     )
     p.add_argument(
         "--weights",
