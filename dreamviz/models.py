@@ -281,10 +281,31 @@ def _crop_size(w) -> int:
     return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
 
 
+@contextlib.contextmanager
+def _regnet_widths_on_cpu() -> Iterator[None]:
+    """torchvision's RegNet builders compute their stage widths with tensors and read them back
+    (``.tolist()``), which no meta tensor can: compute those few numbers on the CPU."""
+    from torchvision.models import regnet
+
+    stored = regnet.BlockParams.__dict__["from_init_params"]
+    bound = regnet.BlockParams.from_init_params
+
+    def on_cpu(*args, **kwargs):
+        with torch.device("cpu"):
+            return bound(*args, **kwargs)
+
+    regnet.BlockParams.from_init_params = on_cpu
+    try:
+        yield
+    finally:
+        regnet.BlockParams.from_init_params = stored
+
+
 def build_architecture(name: str, device: str | torch.device = "cpu") -> nn.Module:
     """The architecture alone, randomly initialized (``device='meta'`` allocates nothing)."""
     _check_name(name)
-    with torch.device(device):
+    meta = torch.device(device).type == "meta" and name.startswith("regnet_")
+    with torch.device(device), _regnet_widths_on_cpu() if meta else contextlib.nullcontext():
         if name == "efficientnet_lite0":
             return _lite0.EfficientNetLite0()
         kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
