@@ -248,6 +248,11 @@ def neuron(
             h, w = f.shape[-2:]
             xi = w // 2 if x is None else x
             yi = h // 2 if y is None else y
+            if not (0 <= xi < w and 0 <= yi < h):  # bound at the model's size, run at another
+                raise UsageError(
+                    f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} grid at this "
+                    f"image size; use x 0..{w - 1}, y 0..{h - 1}, or a larger image"
+                )
             return f[:, c, yi, xi]
         return f[:, c]
 
