@@ -218,8 +218,8 @@ def stated_layout(spec, shape: tuple[int, ...] | None) -> Layout:
     ``"tokens"`` (``"tokens+1"`` for one class token), completed from the layer's shape."""
     if isinstance(spec, Layout):
         return spec
-    kind, _, extra = str(spec).partition("+")
-    if kind not in LAYOUTS:
+    kind, plus, extra = str(spec).partition("+")
+    if kind not in LAYOUTS or plus and (kind != "tokens" or not extra.isdigit()):
         raise UsageError(f"unknown layout {spec!r}; use one of {', '.join(LAYOUTS)} or tokens+K")
     if not shape:
         raise UsageError(f"layout {spec!r} was stated for a layer whose output is not a tensor")
@@ -237,6 +237,8 @@ def stated_layout(spec, shape: tuple[int, ...] | None) -> Layout:
         return Layout(kind, shape[0])
     prefix = int(extra or 0)
     n = shape[0] - prefix
+    if n < 1:
+        raise UsageError(f"layout {spec!r}: the layer has only {shape[0]} tokens")
     rows = max(1, round(n**0.5))
     grid = (rows, n // rows) if rows * (n // rows) == n else None
     return Layout(kind, shape[1], grid, prefix)
