@@ -46,7 +46,7 @@ from . import objectives as obj_mod
 from . import transforms as tf_mod
 from .engine import render, tile_boxes
 from .errors import UsageError, arg
-from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, probe
+from .hooks import LOGITS, Capture, as_nchw, check_input_size, check_layer, num_channels, probe
 from .io import as_image, resize
 from .models import as_vision_model
 from .objectives import Objective
@@ -284,6 +284,11 @@ def _workable(model, layers: list[str], shape: tuple[int, int]) -> str | None:
         return f"{shape[1]}x{shape[0]} px is below the {MIN_SIDE} px minimum"
     if min(shape) >= min(model.input_size) or model.fixed_size:
         return None  # the model's own input size always works (fixed-size models resize)
+    try:  # render() refuses a size at which the whole network cannot run: so must we
+        check_input_size(model, shape)
+    except UsageError as e:
+        why = type(e.__cause__).__name__ if e.__cause__ else "a layer has no pixels left"
+        return f"the model fails at {shape[1]}x{shape[0]} px ({why})"
     hooked = [name for name in layers if name != LOGITS]
     try:
         with Capture(model, layers) as cap, torch.no_grad():
