@@ -17,13 +17,15 @@ MODEL = "efficientnet_lite0"
 RENDER = MappingProxyType(
     {
         "size": None,  # None: the model's input size
-        "steps": 256,
+        "steps": 64,  # x 4 crop views: the work of 256 single-view steps
         "lr": 0.05,
         "optimizer": "adam",
         "param": "fft",
         "decorrelate": True,
-        "transforms": "standard",
-        "settle": 0.15,  # final fraction of steps without transforms
+        "transforms": "crops",  # chosen by transfer to an independent judge: docs/QUALITY.md
+        "crops": 4,  # views per image and step (transforms "crops")
+        "crop_scale": (0.6, 1.0),  # crop side as a fraction of the image's shorter side
+        "settle": 0.0,  # final fraction of steps without transforms
         "l1": 0.0,
         "l2": 0.0,
         "tv": 0.0,
@@ -42,7 +44,7 @@ RENDER = MappingProxyType(
 
 #: The ``crops`` transforms (MACO-style views): crops per image and step, box side as a
 #: fraction of the image's shorter side, spread of the box centre, and noise amplitude.
-CROPS = MappingProxyType({"views": 4, "scale": (0.25, 0.5), "spread": 0.15, "noise": 0.05})
+CROPS = MappingProxyType({"views": 4, "scale": (0.6, 1.0), "spread": 0.15, "noise": 0.05})
 
 #: Chosen by rendering candidate channels of the middle blocks and looking at them (see
 #: docs/QUALITY.md); it renders in under a minute at 224 px on a 2-core CPU.
@@ -54,7 +56,7 @@ RENDER_OUT_DIR = "render"
 GALLERY = MappingProxyType(
     {
         "size": 128,
-        "steps": 256,
+        "steps": RENDER["steps"],  # the render recipe's, so a gallery tile matches a render
         "batch": 16,  # units optimized together in one pass
         "channels": "all",
         "out": "gallery",

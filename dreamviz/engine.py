@@ -295,7 +295,13 @@ def render(
     if tile is None or max(first.shape[-2:]) <= tile:
         check_input_size(model, tuple(first.shape[-2:]))
     gens = _generators(image_seeds(seed, n))
-    robust, plain = tf_mod.get(transforms, model.input_size), tf_mod.none()
+    # crops are shown to the model at its input size, or at the image's own size when the
+    # image is smaller (a 128 px gallery image is not upsampled to 224 px views)
+    small = all(a < b for a, b in zip(first.shape[-2:], model.input_size))
+    view = tuple(first.shape[-2:]) if small else model.input_size
+    robust, plain = tf_mod.get(transforms, view), tf_mod.none()
+    if isinstance(robust, tf_mod.Crops) and robust.size is None:
+        robust.size = view
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain
     regs = list(regularizers)
     blurs = [r for r in regs if isinstance(r, Blur) and r.every]

@@ -47,6 +47,8 @@ def settings(**given) -> dict:
         )
     out = dict(defaults.RENDER)
     out.update(given)
+    if out.get("crop_scale") is not None:  # as JSON stores it, so a recipe reads back equal
+        out["crop_scale"] = [float(x) for x in out["crop_scale"]]
     return out
 
 
@@ -122,6 +124,15 @@ def init_image(path, size) -> torch.Tensor:
     return resize(img[:, y0 : y0 + ch, x0 : x0 + cw], (h, w))
 
 
+def _transforms(s: dict):
+    """The transforms a recipe names; ``crops`` with the recipe's views and scale."""
+    if s["transforms"] != "crops":
+        return s["transforms"]
+    from .transforms import crops
+
+    return crops(None, views=int(s["crops"]), scale=tuple(float(x) for x in s["crop_scale"]))
+
+
 def render_kwargs(s: dict, model=None) -> dict:
     """Keyword arguments of :func:`dreamviz.render` from a recipe's settings (size: the
     model's input size when the settings say None; ``init``: the photo, read and fitted)."""
@@ -137,7 +148,7 @@ def render_kwargs(s: dict, model=None) -> dict:
         size=tuple(size) if isinstance(size, (list, tuple)) else size,
         param_kind=s["param"],
         decorrelate=bool(s["decorrelate"]),
-        transforms=s["transforms"],
+        transforms=_transforms(s),
         settle=float(s["settle"]),
         regularizers=regularizers(s),
         optimizer=s["optimizer"],

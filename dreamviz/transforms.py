@@ -280,10 +280,10 @@ def none() -> Compose:
     return Compose([])
 
 
-def crops(size: tuple[int, int] | None = None) -> Crops:
-    """MACO-style multi-crop views, resized to ``size`` (the model's input size); the
-    settings are ``defaults.CROPS``."""
-    return Crops(size=size, **D.CROPS)
+def crops(size: tuple[int, int] | None = None, **options) -> Crops:
+    """MACO-style multi-crop views, resized to ``size``; the settings are ``defaults.CROPS``
+    updated by ``options`` (``views``, ``scale``, ``spread``, ``noise``)."""
+    return Crops(size=size, **{**D.CROPS, **options})
 
 
 PRESETS = {"standard": standard, "none": none, "crops": crops}

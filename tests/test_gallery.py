@@ -188,7 +188,9 @@ def test_batched_units_match_single_renders(lite0, tmp_path):
     differs, and gradient ascent amplifies it a little (most for class logits, which also jump
     when the transforms stop for the last steps). Two different units of one batch correlate
     far less, so the check can fail."""
-    kw = dict(size=48, steps=12, progress=False, natural=None)
+    # single-view transforms: crops put N x 4 rows through each convolution, whose rounding
+    # then differs more between batch sizes; the seeds match either way
+    kw = dict(size=48, steps=12, progress=False, natural=None, transforms="standard", settle=0.15)
     units = dict(layers=["blocks.3", "blocks.8"], channels="4-5", classes="207")
     gallery.build(lite0, batch=5, out=tmp_path / "b", **units, **kw)
     gallery.build(lite0, batch=1, out=tmp_path / "s", **units, **kw)

@@ -138,7 +138,10 @@ def test_nan_stops_with_the_last_good_image(lite0):
         return v * float("nan") if calls["n"] == 3 else v
 
     with pytest.raises(NonFiniteError, match="step 3") as info:
-        render(lite0, Objective(fn, "nan at 3", ["blocks.1"]), size=32, steps=6)
+        # one view per step, so call 3 is step 3 (crops call the objective once per view)
+        render(
+            lite0, Objective(fn, "nan at 3", ["blocks.1"]), size=32, steps=6, transforms="standard"
+        )
     err = info.value
     assert err.step == 3
     assert err.last_good.shape == (1, 3, 32, 32) and torch.isfinite(err.last_good).all()

@@ -9,6 +9,7 @@ from PIL import Image
 
 import dreamviz.engine as render_module
 from dreamviz.cli import main
+from dreamviz.defaults import RENDER
 from dreamviz.defaults import RENDER_UNIT as DEFAULT_UNIT
 from dreamviz.errors import NonFiniteError
 from dreamviz.io import read_recipe
@@ -39,7 +40,8 @@ def test_defaults_recipe_and_from_bit_for_bit(tmp_path, capsys):
     assert recipe["model"] == "efficientnet_lite0"
     s = recipe["settings"]
     assert s["size"] == [40, 40] and s["steps"] == 4 and s["seed"] == 0
-    assert s["param"] == "fft" and s["transforms"] == "standard" and s["decorrelate"] is True
+    assert s["param"] == "fft" and s["decorrelate"] is True
+    assert s["transforms"] == RENDER["transforms"] and s["crops"] == RENDER["crops"]
     assert set(recipe["versions"]) >= {"dreamviz", "torch"}
 
     again = tmp_path / "again.png"

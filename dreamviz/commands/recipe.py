@@ -32,6 +32,16 @@ def command_line(recipe: dict, output: str | None = None) -> str:
     args += _size(s.get("size"))
     for key in ("steps", "lr", "optimizer", "param", "transforms", "settle"):
         args += [f"--{key}", number_text(s[key])]
+    if s["transforms"] == "crops":
+        args += [
+            "--crops",
+            str(s["crops"]),
+            "--crop-scale",
+            ",".join(map(number_text, s["crop_scale"])),
+        ]
+    for key in ("init", "accentuate", "accentuate_layer", "spectrum"):
+        if s.get(key):
+            args += ["--" + key.replace("_", "-"), number_text(s[key])]
     if not s["decorrelate"]:
         args.append("--no-decorrelate")
     for key in ("l1", "l2", "tv", "blur", "diversity"):

@@ -33,6 +33,17 @@ def _thresholds(text: str) -> list[int]:
     return values
 
 
+def _scale_range(text: str) -> list[float]:
+    """argparse type: ``LO,HI`` with 0 < LO <= HI <= 1."""
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write LO,HI, e.g. 0.6,1.0") from None
+    if not 0 < lo <= hi <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < LO <= HI <= 1, e.g. 0.6,1.0")
+    return [lo, hi]
+
+
 def _target(kind: str):
     def parse(text: str) -> list[str]:
         if not text.strip():
@@ -121,6 +132,18 @@ def add_parser(sub) -> None:
         "--seed",
         type=int_range(0, 2**62),
         help=f"default {defaults.RENDER['seed']}; image i uses seed + i",
+    )
+    o.add_argument(
+        "--crops",
+        type=int_range(1, 64),
+        help=f"--transforms crops: views per image and step (default {defaults.RENDER['crops']})",
+    )
+    o.add_argument(
+        "--crop-scale",
+        type=_scale_range,
+        metavar="LO,HI",
+        help="--transforms crops: crop side as a fraction of the image's shorter side "
+        f"(default {','.join(str(x) for x in defaults.RENDER['crop_scale'])})",
     )
     o.add_argument(
         "--spectrum",
