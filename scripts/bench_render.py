@@ -3,14 +3,15 @@
 For a channel in an early, a middle and a late block, and for a class, at 224 px:
 
 * **render**: the time between consecutive steps of ``dreamviz.render`` with its defaults
-  (Fourier image, decorrelated colour, standard transforms, Adam), read from its callback, so
-  everything in the loop counts: parameterization, transforms, forward, backward, NaN check,
-  optimizer step;
+  (Fourier image, decorrelated colour, Adam; ``--transforms``: the default ``crops``, K views
+  of each image per step, or ``standard``), read from its callback, so everything in the loop
+  counts: parameterization, transforms, forward, backward, NaN check, optimizer step;
 * **bare**: the same network truncated by hand after the same layer (``nn.Sequential`` of
-  normalization, stem and the first blocks; the whole model for a class), one forward of an
-  input of the size the model sees during render (224 + 12 = 236 px, as the standard transforms
-  pad 12 and crop 12; the last ``settle`` steps see 224) and ``out.mean().backward()``, input
-  requiring grad and parameters frozen.
+  normalization, stem and the first blocks; the whole model for a class), one forward of the
+  batch the model sees during render (crops: K x batch images of 224 px, the views; standard:
+  batch images of 224 + 12 = 236 px, as those transforms pad 12 and crop 12) and
+  ``out.mean().backward()``, input requiring grad and parameters frozen. The crops are the
+  work; the ratio is the overhead.
 
 The two are interleaved: every round runs one short render and the same number of bare steps,
 in an order that alternates; the ratio is median(render step) / median(bare step) over all
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 import dreamviz
+from dreamviz import defaults
 from dreamviz.engine import render
 from dreamviz.objectives import channel, class_logit
 
@@ -73,7 +75,7 @@ def bare_steps(net, x, n: int) -> list[float]:
     return times
 
 
-def render_steps(model, objective, batch: int, n: int) -> list[float]:
+def render_steps(model, objective, batch: int, n: int, transforms: str) -> list[float]:
     stamps = []
     render(
         model,
@@ -82,6 +84,7 @@ def render_steps(model, objective, batch: int, n: int) -> list[float]:
         batch=batch,
         steps=n + 1,
         settle=0.0,
+        transforms=transforms,
         callback=lambda s, total, v: stamps.append(time.perf_counter()),
     )
     return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
@@ -95,22 +98,24 @@ def objective_for(layer: str, c: int, batch: int):
     return sum(terms)
 
 
-def measure(model, batch: int, rounds: int, per_round: int) -> list[dict]:
+def measure(model, batch: int, rounds: int, per_round: int, transforms: str) -> list[dict]:
     rows = []
+    views = defaults.CROPS["views"] if transforms == "crops" else 1
+    side = 224 if transforms == "crops" else 236
     for position, layer, c in CASES:
         net = truncated(model, layer)
         obj = objective_for(layer, c, batch)
-        x = torch.rand(batch, 3, 236, 236)
+        x = torch.rand(batch * views, 3, side, side)
         bare_steps(net, x, 2)  # warm-up
-        render_steps(model, obj, batch, 2)
+        render_steps(model, obj, batch, 2, transforms)
         r_times, b_times = [], []
         for r in range(rounds):
             if r % 2 == 0:
-                r_times += render_steps(model, obj, batch, per_round)
+                r_times += render_steps(model, obj, batch, per_round, transforms)
                 b_times += bare_steps(net, x, per_round)
             else:
                 b_times += bare_steps(net, x, per_round)
-                r_times += render_steps(model, obj, batch, per_round)
+                r_times += render_steps(model, obj, batch, per_round, transforms)
         rm, bm = statistics.median(r_times), statistics.median(b_times)
         rows.append(
             dict(
@@ -151,6 +156,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 4 steps")
     ap.add_argument("--write", help="also write the markdown table to this file")
+    ap.add_argument(
+        "--transforms",
+        default=defaults.RENDER["transforms"],
+        choices=["crops", "standard"],
+        help="the render's transforms (default: render's own)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -159,13 +170,13 @@ def main() -> None:
     model = dreamviz.load_model(device="cpu")
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
-        rows += measure(model, batch, args.rounds, args.per_round)
+        rows += measure(model, batch, args.rounds, args.per_round, args.transforms)
     text = table(rows)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
     )
-    print()
+    print(f"\ntransforms: {args.transforms}")
     print(text)
     print(f"\n{machine}")
     if args.write:

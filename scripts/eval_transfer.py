@@ -72,7 +72,9 @@ RECIPES = {
     "fourier (0.1 default)": "--param fft --transforms standard --settle 0.15 --steps 256",
     "fourier, settle 0": "--param fft --transforms standard --settle 0 --steps 256",
     "maco + crops": "--param maco --transforms crops --optimizer nadam --lr 1.0 --settle 0 "
-    "--steps 64",
+    "--steps 64 --crops 4 --crop-scale 0.6,1.0",
+    "fourier + crops (0.2 default)": "--param fft --transforms crops --settle 0 --steps 64 "
+    "--crops 4 --crop-scale 0.6,1.0",
 }
 
 
