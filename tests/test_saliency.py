@@ -564,23 +564,11 @@ def test_overlay_tensor_inputs_and_bad_maps():
         assert overlay(image, m).size == (6, 6)
     zero = np.asarray(overlay(torch.rand(3, 6, 6), m, alpha=0.0))
     full = np.asarray(overlay(torch.rand(3, 6, 6), m, alpha=1.0))
-    np.testing.assert_array_equal(full, colorize(m))
+    hot = m >= m.flatten().quantile(0.99) / 2  # alpha is reached from half the clipped top
+    np.testing.assert_array_equal(full[hot], colorize(m)[hot])
     assert zero.shape == (6, 6, 3)
     with pytest.raises(UsageError, match="reduce it over channels"):
         overlay(torch.rand(3, 6, 6), torch.rand(3, 6, 6))
-
-
-def test_signed_overlay_shows_the_photo_where_the_map_is_zero():
-    photo = torch.rand(3, 6, 8)
-    m = torch.zeros(6, 8)
-    m[:, 0], m[:, -1] = -1.0, 1.0
-    out = np.asarray(overlay(photo, m, alpha=0.5)).astype(int)
-    expected = (photo.permute(1, 2, 0) * 255).round().int().numpy()
-    np.testing.assert_array_equal(out[:, 1:-1], expected[:, 1:-1])  # zero: the photo itself
-    np.testing.assert_array_equal(
-        out[:, 0], np.broadcast_to(colormaps.table("diverging")[0], (6, 3))
-    )
-    assert (out[:, -1, 0] > out[:, -1, 2]).all()  # positive: red
 
 
 def test_panel_and_predict(lite0, photo):
