@@ -68,7 +68,7 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
     [
         (["--target", "tabbby"], "unknown class 'tabbby' (did you mean: tabby"),
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
-        (["--layer", "head"], "--layer is for gradcam"),
+        (["--method", "smoothgrad", "--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
         (["--method", "ig", "--baseline", "grey"], "unknown baseline 'grey'; give --baseline"),
         (
@@ -137,8 +137,8 @@ def test_every_default_comes_from_defaults_saliency(capsys):
         assert f"{method} {SALIENCY['smooth'][method]:g}" in text, method
 
 
-def test_display_flags_and_raw_maps(capsys, assets_dir, tmp_path):
-    """Display flags change the picture, never the --save-raw array, and
+def test_default_method_display_flags_and_raw_maps(capsys, assets_dir, tmp_path):
+    """No --method: Grad-CAM. Display flags change the picture, never the --save-raw array, and
     the PNG's recipe records the display settings used."""
     import torch
 
@@ -149,6 +149,7 @@ def test_display_flags_and_raw_maps(capsys, assets_dir, tmp_path):
 
     code, out, _ = run(capsys, assets_dir / "coffee.jpg", "--size", "48", "--out", tmp_path)
     assert code == 0 and out == [str(tmp_path / f"coffee_{SALIENCY['method']}.png")]
+    assert SALIENCY["method"] == "gradcam"
     pictures = {}
     for name, flags in {
         "default": [],
