@@ -1,10 +1,13 @@
 """Pictures of saliency maps: colour-mapped maps, overlays on the photo, and panels.
 
 Drawing only: the maps come from :mod:`dreamviz.attribution` (or anywhere else) as H x W arrays
-or tensors, and nothing here changes them.
+or tensors, and nothing here changes them. Every picture goes through one display
+normalization, :func:`display_map` (the sign drawn, percentile clipping, and smoothing for
+pixel-sparse maps), with each method's defaults when ``method`` is given.
 
->>> overlay(photo, maps[0]).save("map.png")
->>> panel(photo, maps[0], model=model, caption="gradient").save("panel.png")
+>>> overlay(photo, maps[0], method="smoothgrad").save("map.png")
+>>> panel(photo, maps[0], model=model, caption="gradcam", method="gradcam").save("panel.png")
+>>> display_map(maps[0], "integrated_gradients")   # the values drawn, H x W in [0, 1]
 """
 
 from __future__ import annotations
