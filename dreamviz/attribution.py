@@ -238,7 +238,8 @@ class _Run:
         if grad is None:
             raise UsageError(
                 f"{arg('layer', repr(layer))} does not run before the target's layer "
-                f"({', '.join(self.target.layers)}); give an earlier {arg('layer')}"
+                f"({', '.join(self.target.layers)}); give an earlier {arg('layer')}, or "
+                f"{arg('method', 'smoothgrad')}, which needs no layer"
             )
         return act.detach(), grad
 

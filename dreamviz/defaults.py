@@ -118,7 +118,7 @@ GRADCAM_FAMILY_LAYERS = MappingProxyType(
 #: Saliency maps: the method, its options, and how maps are drawn.
 SALIENCY = MappingProxyType(
     {
-        "method": "gradient",
+        "method": "gradcam",  # chosen by the localization check in docs/QUALITY.md
         "internal_batch_size": 32,  # rows (images, noisy copies, path points) per pass
         "samples": 32,  # SmoothGrad
         "noise": 0.15,  # SmoothGrad sigma, as a fraction of the pixel range [0, 1]
@@ -127,7 +127,32 @@ SALIENCY = MappingProxyType(
         "baseline": "black",
         "quadrature_rule": "adaptive",
         "clip": 99.0,  # display: percentile the map is clipped at before scaling
-        "alpha": 0.5,  # display: heat map opacity
+        "alpha": 0.6,  # display: heat map opacity where the map is high
+        "dim": 0.5,  # display: how much the photo darkens where the map is low
+        # display, per method: which sign is drawn (abs, positive, negative, signed)
+        "sign": MappingProxyType(
+            {
+                "gradient": "abs",
+                "gradient_x_input": "positive",
+                "smoothgrad": "abs",
+                "integrated_gradients": "positive",
+                "guided_backprop": "abs",
+                "gradcam": "positive",
+                "guided_gradcam": "abs",
+            }
+        ),
+        # display, per method: Gaussian sigma as a fraction of the map's shorter side
+        "smooth": MappingProxyType(
+            {
+                "gradient": 0.02,
+                "gradient_x_input": 0.02,
+                "smoothgrad": 0.02,
+                "integrated_gradients": 0.02,
+                "guided_backprop": 0.02,
+                "gradcam": 0.0,
+                "guided_gradcam": 0.02,
+            }
+        ),
     }
 )
 

@@ -411,12 +411,14 @@ def write_page(ex: Explanation, out: str | os.PathLike, command: str | None = No
     out.mkdir(parents=True, exist_ok=True)
     files = {"photo": save_png(out / "photo.png", ex.image)}
     if ex.gradcam is not None:
-        files["gradcam"] = save_png(out / "gradcam.png", overlay(ex.image, ex.gradcam))
+        picture = overlay(ex.image, ex.gradcam, method="gradcam")
+        files["gradcam"] = save_png(out / "gradcam.png", picture)
     if ex.smoothgrad is not None:
-        files["smoothgrad"] = save_png(out / "smoothgrad.png", overlay(ex.image, ex.smoothgrad))
+        picture = overlay(ex.image, ex.smoothgrad, method="smoothgrad")
+        files["smoothgrad"] = save_png(out / "smoothgrad.png", picture)
     for kind, units in (("channel", ex.channels), ("group", ex.groups)):
         for u in units:
-            save_png(out / f"{kind}_{u.index}_map.png", overlay(ex.image, u.map, signed=True))
+            save_png(out / f"{kind}_{u.index}_map.png", overlay(ex.image, u.map, sign="signed"))
             if u.picture is not None:
                 save_png(out / f"{kind}_{u.index}.png", to_pil(u.picture))
     data = ex.to_json()
@@ -462,7 +464,7 @@ def page_html(ex: Explanation, command: str | None = None, inline: bool = False)
                 if u.picture is not None
                 else "<div class=none>no picture</div>"
             )
-            heat = src(f"{kind}_{u.index}_map", lambda u=u: overlay(ex.image, u.map, signed=True))
+            heat = src(f"{kind}_{u.index}_map", lambda u=u: overlay(ex.image, u.map, sign="signed"))
             bar = max(0.0, min(100.0, abs(u.share) * 100))
             sign = "pos" if u.value >= 0 else "neg"
             extra = ""
@@ -488,9 +490,9 @@ def page_html(ex: Explanation, command: str | None = None, inline: bool = False)
     for name, m in (("Grad-CAM", ex.gradcam), ("SmoothGrad", ex.smoothgrad)):
         if m is not None:
             file = "gradcam" if name == "Grad-CAM" else "smoothgrad"
+            img = src(file, lambda m=m, f=file: overlay(ex.image, m, method=f))
             maps.append(
-                f'<figure><img src="{src(file, lambda m=m: overlay(ex.image, m))}" '
-                f'alt="{name}"><figcaption>{name}</figcaption></figure>'
+                f'<figure><img src="{img}" alt="{name}"><figcaption>{name}</figcaption></figure>'
             )
     groups = ""
     if ex.groups:

@@ -1,10 +1,13 @@
 """Pictures of saliency maps: colour-mapped maps, overlays on the photo, and panels.
 
 Drawing only: the maps come from :mod:`dreamviz.attribution` (or anywhere else) as H x W arrays
-or tensors, and nothing here changes them.
+or tensors, and nothing here changes them. Every picture goes through one display
+normalization, :func:`display_map` (the sign drawn, percentile clipping, and smoothing for
+pixel-sparse maps), with each method's defaults when ``method`` is given.
 
->>> overlay(photo, maps[0]).save("map.png")
->>> panel(photo, maps[0], model=model, caption="gradient").save("panel.png")
+>>> overlay(photo, maps[0], method="smoothgrad").save("map.png")
+>>> panel(photo, maps[0], model=model, caption="gradcam", method="gradcam").save("panel.png")
+>>> display_map(maps[0], "integrated_gradients")   # the values drawn, H x W in [0, 1]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import colormaps
 from .defaults import SALIENCY
-from .errors import UsageError, arg
+from .errors import UsageError, arg, suggest
 from .io import as_batch, load_image
 from .models import as_vision_model, model_guard
 
@@ -85,68 +88,180 @@ def _map_array(saliency_map, size: tuple[int, int]) -> np.ndarray:
     return m.numpy().astype(np.float64)
 
 
-def _normalize(m: np.ndarray, clip: float, signed: bool | None) -> tuple[np.ndarray, bool]:
-    """Values in [0, 1] for a colour map (0.5 is zero for signed maps), and whether signed."""
+SIGNS = ("abs", "positive", "negative", "signed")
+
+
+def _sign_of(m: np.ndarray, method: str | None, sign: str | None) -> str:
+    if sign is None:
+        sign = SALIENCY["sign"].get(method) if method is not None else None
+        sign = sign or ("signed" if m.min() < 0 else "abs")
+    if sign not in SIGNS:
+        raise UsageError(
+            f"unknown {arg('sign')} {sign!r}{suggest(str(sign), SIGNS)}; use one of "
+            + ", ".join(SIGNS)
+        )
+    return sign
+
+
+def _gaussian(m: np.ndarray, sigma: float) -> np.ndarray:
+    """A separable Gaussian blur, sigma in pixels, edges replicated."""
+    r = min(int(np.ceil(3 * sigma)), max(m.shape))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k /= k.sum()
+    t = torch.from_numpy(m)[None, None]
+    kt = torch.from_numpy(k)
+    t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="replicate"), kt.view(1, 1, 1, -1))
+    t = F.conv2d(F.pad(t, (0, 0, r, r), mode="replicate"), kt.view(1, 1, -1, 1))
+    return t[0, 0].numpy()
+
+
+def display_map(
+    saliency_map,
+    method: str | None = None,
+    *,
+    sign: str | None = None,
+    clip: float = SALIENCY["clip"],
+    smooth: float | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The map as it is drawn: an H x W float array in [0, 1], or in [-1, 1] for ``"signed"``.
+
+    The one display normalization of every picture (:func:`colorize`, :func:`overlay`,
+    :func:`panel`, the CLI). In order:
+
+    1. ``sign``: ``"abs"`` (|map|), ``"positive"`` (the part > 0), ``"negative"`` (the part < 0,
+       as magnitudes) or ``"signed"`` (both, 0 stays 0). None: the method's default
+       (``defaults.SALIENCY["sign"]``), or without ``method`` ``"signed"`` if the map has a
+       value < 0, else ``"abs"``.
+    2. ``clip``: divide by the ``clip`` percentile of the magnitudes and clip to 1 (-1 to 1
+       when signed), so a few extreme pixels do not wash out the rest (Captum and the SmoothGrad
+       paper clip the top 1-2 %). If that percentile is 0 (a map zero almost everywhere), its
+       maximum is used instead.
+    3. ``smooth``: a Gaussian blur with sigma ``smooth`` x the map's shorter side (0.02 is
+       4.5 px at 224 px), so that a pixel-sparse map shows where its pixels are dense, as
+       regions rather than specks; then the clipping of step 2 again, on the blurred map. None:
+       the method's default (``defaults.SALIENCY["smooth"]``), 0 without ``method``.
+
+    ``size`` (H, W) resizes the map first (bilinear). The input is never changed: this is for
+    display only; the raw maps stay as :func:`dreamviz.saliency` returned them.
+    """
+    m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]) if size is None else size)
+    return _display(m, method, sign, clip, smooth)[0]
+
+
+def _display(m: np.ndarray, method, sign, clip, smooth) -> tuple[np.ndarray, bool]:
+    """:func:`display_map` of an H x W float64 array, and whether the result is signed."""
     if not (isinstance(clip, numbers.Real) and 0 < clip <= 100):
         raise UsageError(f"{arg('clip')} must be a percentile in (0, 100], got {clip!r}")
-    m = np.nan_to_num(m)
-    signed = bool(m.min() < 0) if signed is None else signed
-    if signed:
-        top = np.percentile(np.abs(m), clip)
-        return (0.5 + 0.5 * np.clip(m / top, -1, 1) if top > 0 else np.full_like(m, 0.5)), True
-    low, top = m.min(), np.percentile(m, clip)
-    return (np.clip((m - low) / (top - low), 0, 1) if top > low else np.zeros_like(m)), False
+    if smooth is None:
+        smooth = SALIENCY["smooth"].get(method, 0.0) if method is not None else 0.0
+    if not (isinstance(smooth, numbers.Real) and 0 <= smooth <= 1):
+        raise UsageError(
+            f"{arg('smooth')} must be a fraction of the map's shorter side in [0, 1], "
+            f"got {smooth!r}"
+        )
+    m = np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+    sign = _sign_of(m, method, sign)
+    if sign == "abs":
+        m = np.abs(m)
+    elif sign == "positive":
+        m = np.maximum(m, 0.0)
+    elif sign == "negative":
+        m = np.maximum(-m, 0.0)
+    signed = sign == "signed"
+    low = -1.0 if signed else 0.0
+    sigma = smooth * min(m.shape)
+    if sigma >= 0.3:  # below that the kernel is a single tap
+        # clipped first, so that a few extreme pixels do not become blobs that hide the rest
+        m = _gaussian(np.clip(m / _top(m, clip), low, 1.0), sigma)
+    return np.clip(m / _top(m, clip), low, 1.0), signed
+
+
+def _top(m: np.ndarray, clip: float) -> float:
+    """The ``clip`` percentile of |m|; its maximum if that is 0; 1 for an all-zero map."""
+    mag = np.abs(m)
+    top = np.percentile(mag, clip)
+    top = top if top > 0 else mag.max()
+    return float(top) if top > 0 else 1.0
 
 
 def _cmap(cmap, signed: bool) -> str:
-    """The colour map's name: ``cmap``, or by default diverging for signed maps, else inferno."""
+    """The colour map's name: ``cmap``, or by default diverging_dark for signed maps, else
+    inferno (both dark at 0 and brightest at the largest |value|)."""
     if cmap is not None and not isinstance(cmap, str):
         raise UsageError(f"{arg('cmap')} must be a colour map name, got {type(cmap).__name__}")
-    return cmap or ("diverging" if signed else "inferno")
+    return cmap or ("diverging_dark" if signed else "inferno")
 
 
 def colorize(
     saliency_map,
     cmap: str | None = None,
     clip: float = SALIENCY["clip"],
-    signed: bool | None = None,
+    *,
+    method: str | None = None,
+    sign: str | None = None,
+    smooth: float | None = None,
 ) -> np.ndarray:
-    """An H x W map as an H x W x 3 uint8 picture.
-
-    The map is clipped at its ``clip`` percentile (of |map| for signed maps) before scaling, so
-    a few extreme pixels do not wash out the rest. Signed maps (``signed=None``: any value < 0)
-    use the ``diverging`` map with 0 at white; magnitudes scale from their minimum and use
-    ``inferno``.
-    """
+    """An H x W map as an H x W x 3 uint8 picture of :func:`display_map`'s values: signed maps
+    in ``diverging_dark`` (blue - dark - yellow), the others in ``inferno`` (0 is black)."""
     m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]))
-    v, signed = _normalize(m, clip, signed)
-    return colormaps.apply(v, _cmap(cmap, signed))
+    return _heat(*_display(m, method, sign, clip, smooth), cmap)
 
 
 def overlay(
     image,
     saliency_map,
     *,
+    method: str | None = None,
+    sign: str | None = None,
+    smooth: float | None = None,
     cmap: str | None = None,
     alpha: float = SALIENCY["alpha"],
     clip: float = SALIENCY["clip"],
-    signed: bool | None = None,
+    dim: float = SALIENCY["dim"],
 ) -> Image.Image:
-    """The map as a heat map blended over the photo: ``(1 - alpha) * photo + alpha * heat``.
+    """The map drawn over the photo, readable where it is high and where it is low.
 
-    For signed maps the opacity grows with |value| instead (``min(1, 2 * alpha * |v|)``, v the
-    clipped value in [-1, 1]), so pixels near zero show the photo rather than a white veil.
-    ``image``: a tensor (3, 1 or 4 x H x W, or H x W), a PIL image of any mode (grayscale, RGBA,
-    16-bit) or a path; alpha is composited over white. ``saliency_map``: H x W (resized to the
-    image if needed). Colours and clipping as in :func:`colorize`.
+    With ``w`` = |:func:`display_map`| in [0, 1] at each pixel:
+
+    * the photo fades to grey and darkens by ``dim`` where ``w`` is 0 (``dim=0`` keeps it as
+      it is), and keeps its colours where ``w`` is 1;
+    * the map's colour is laid on with opacity ``alpha * min(1, 2 w)``: full ``alpha`` from half
+      the clipped maximum up.
+
+    Magnitudes use ``inferno``, signed maps ``diverging_dark`` (light blue for negative, light
+    yellow for positive, dark at 0): both are brightest where |map| is largest, so strong
+    evidence of either sign stands out on the dimmed photo. ``image``: a tensor (3, 1 or 4 x H x
+    W, or H x W), a PIL image of any mode (grayscale, RGBA, 16-bit) or a path; alpha is
+    composited over white. ``saliency_map``: H x W (resized to the image if needed).
+    ``method``, ``sign``, ``smooth`` and ``clip``: as in :func:`display_map`.
     """
-    if not (isinstance(alpha, numbers.Real) and 0 <= alpha <= 1):
-        raise UsageError(f"{arg('alpha')} must be in [0, 1], got {alpha!r}")
+    _check_opacity(alpha, dim)
     rgb = _rgb_array(image)
-    v, signed = _normalize(_map_array(saliency_map, rgb.shape[:2]), clip, signed)
-    heat = colormaps.apply(v, _cmap(cmap, signed)) / 255.0
-    a = np.minimum(1.0, 2 * alpha * np.abs(2 * v - 1))[..., None] if signed else alpha
-    out = (1 - a) * rgb + a * heat
+    v, signed = _display(_map_array(saliency_map, rgb.shape[:2]), method, sign, clip, smooth)
+    return _blend(rgb, v, _heat(v, signed, cmap), alpha, dim)
+
+
+def _check_opacity(alpha, dim) -> None:
+    for name, value in (("alpha", alpha), ("dim", dim)):
+        if not (isinstance(value, numbers.Real) and 0 <= value <= 1):
+            raise UsageError(f"{arg(name)} must be in [0, 1], got {value!r}")
+
+
+def _heat(v: np.ndarray, signed: bool, cmap) -> np.ndarray:
+    """Display values (:func:`display_map`) as H x W x 3 uint8 colours."""
+    return colormaps.apply(0.5 + 0.5 * v if signed else v, _cmap(cmap, signed))
+
+
+def _blend(rgb: np.ndarray, v: np.ndarray, heat: np.ndarray, alpha, dim) -> Image.Image:
+    """:func:`overlay`'s picture from the photo (H x W x 3 in [0, 1]), the display values and
+    their colours."""
+    w = np.abs(v)[..., None]
+    grey = rgb @ np.array([0.299, 0.587, 0.114])
+    base = (w * rgb + (1 - w) * grey[..., None]) * (1 - dim * (1 - w))
+    a = alpha * np.minimum(1.0, 2 * w)
+    out = (1 - a) * base + a * (heat / 255.0)
     return Image.fromarray(np.round(out * 255).astype(np.uint8), "RGB")
 
 
@@ -177,18 +292,22 @@ def panel(
     *,
     model=None,
     caption: str | Sequence[str] | None = None,
+    method: str | None = None,
+    sign: str | None = None,
+    smooth: float | None = None,
     cmap: str | None = None,
     alpha: float = SALIENCY["alpha"],
     clip: float = SALIENCY["clip"],
-    signed: bool | None = None,
+    dim: float = SALIENCY["dim"],
 ) -> Image.Image:
-    """Side by side: the photo, the map, the overlay; below, the caption lines and, with
-    ``model``, the predicted class and its probability."""
+    """Side by side: the photo, the map (:func:`colorize`), the overlay (:func:`overlay`, the
+    same display values); below, the caption lines and, with ``model``, the predicted class and
+    its probability."""
+    _check_opacity(alpha, dim)
     rgb = _rgb_array(image)
     h, w = rgb.shape[:2]
-    m = _map_array(saliency_map, (h, w))
-    photo = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
-    heat = Image.fromarray(colorize(m, cmap, clip, signed), "RGB")
+    v, signed = _display(_map_array(saliency_map, (h, w)), method, sign, clip, smooth)
+    colours = _heat(v, signed, cmap)
     lines = [caption] if isinstance(caption, str) else caption or []
     if not isinstance(lines, Sequence) or not all(isinstance(line, str) for line in lines):
         raise UsageError(f"{arg('caption')} must be a string or a list of strings")
@@ -200,8 +319,12 @@ def panel(
     line_h = int(font.getbbox("Ag")[3] * 1.35) + 2 if lines else 0
     pad = 4
     canvas = Image.new("RGB", (3 * w + 4 * pad, h + 2 * pad + line_h * len(lines)), "white")
-    blend = overlay(_chw(rgb), m, cmap=cmap, alpha=alpha, clip=clip, signed=signed)
-    for k, tile in enumerate((photo, heat, blend)):
+    tiles = (
+        Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB"),
+        Image.fromarray(colours, "RGB"),
+        _blend(rgb, v, colours, alpha, dim),
+    )
+    for k, tile in enumerate(tiles):
         canvas.paste(tile, (pad + k * (w + pad), pad))
     draw = ImageDraw.Draw(canvas)
     for j, text in enumerate(lines):
@@ -230,4 +353,13 @@ def with_alpha(image, evidence, percentile: float = 80.0) -> Image.Image:
     return out
 
 
-__all__ = ["alpha_map", "colorize", "overlay", "panel", "predict", "with_alpha"]
+__all__ = [
+    "SIGNS",
+    "alpha_map",
+    "colorize",
+    "display_map",
+    "overlay",
+    "panel",
+    "predict",
+    "with_alpha",
+]

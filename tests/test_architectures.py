@@ -261,9 +261,9 @@ def test_family_saliency(family, photo):
     """The top class, and the family's unit (ViT's random head is all zeros, so its logits
     have no gradient; a unit's has)."""
     name, model = family
-    maps = dreamviz.saliency(model, photo[None])
+    maps = dreamviz.saliency(model, photo[None], None, "gradient")
     assert maps.shape == (1, *PHOTO_SIZE) and torch.isfinite(maps).all()
-    maps = dreamviz.saliency(model, photo[None], target=f"{FAMILIES[name][0]}:3")
+    maps = dreamviz.saliency(model, photo[None], f"{FAMILIES[name][0]}:3", "gradient")
     assert maps.shape == (1, *PHOTO_SIZE) and torch.isfinite(maps).all()
     assert maps.abs().sum() > 0
 

@@ -68,13 +68,14 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
     [
         (["--target", "tabbby"], "unknown class 'tabbby' (did you mean: tabby"),
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
-        (["--layer", "head"], "--layer is for gradcam"),
+        (["--method", "smoothgrad", "--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
         (["--method", "ig", "--baseline", "grey"], "unknown baseline 'grey'; give --baseline"),
         (
             ["--method", "gradcam", "--layer", "blocks.10", "--target", "blocks.3:1"],
             "--layer blocks.10 does not run before the target's layer (blocks.3)",
         ),
+        (["--target", "blocks.3:1"], "earlier --layer, or --method smoothgrad, which needs no"),
         (["--cmap", "jet"], "unknown colour map"),
         (["-o", "OUT", "EXTRA"], "-o FILE takes one image"),
     ],
@@ -113,20 +114,68 @@ def test_every_default_comes_from_defaults_saliency(capsys):
         (attribution.smoothgrad, ["samples", "noise", "seed"]),
         (attribution.integrated_gradients, ["steps", "baseline", "quadrature_rule"]),
         (visualize.colorize, ["clip"]),
-        (visualize.overlay, ["clip", "alpha"]),
-        (visualize.panel, ["clip", "alpha"]),
+        (visualize.display_map, ["clip"]),
+        (visualize.overlay, ["clip", "alpha", "dim"]),
+        (visualize.panel, ["clip", "alpha", "dim"]),
     ]:
         for name in names:
             assert default(fn, name) == SALIENCY[name], (fn.__name__, name)
     flags = {"internal_batch_size": "batch_size"}
     args = build_parser().parse_args(["saliency", "x.jpg"])
     keys = ["method", "samples", "noise", "steps", "baseline", "internal_batch_size"]
-    for key in keys + ["clip", "alpha"]:
+    for key in keys + ["clip", "alpha", "dim"]:
         assert getattr(args, flags.get(key, key)) == SALIENCY[key], key
+    assert args.sign is None and args.smooth is None  # None: each method's own
     with pytest.raises(SystemExit):
         main(["saliency", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for key in keys:
         assert f"default: {SALIENCY[key]})" in text, key
-    for key in ("clip", "alpha"):
+    for key in ("clip", "alpha", "dim"):
         assert f"default: {SALIENCY[key]:g})" in text, key
+    for method in SALIENCY["sign"]:
+        assert f"{method} {SALIENCY['sign'][method]}" in text, method
+        assert f"{method} {SALIENCY['smooth'][method]:g}" in text, method
+
+
+def test_default_method_display_flags_and_raw_maps(capsys, assets_dir, tmp_path):
+    """No --method: Grad-CAM. Display flags change the picture, never the --save-raw array, and
+    the PNG's recipe records the display settings used."""
+    import torch
+
+    from dreamviz import load_model
+    from dreamviz.attribution import saliency
+    from dreamviz.defaults import SALIENCY
+    from dreamviz.io import read_image
+
+    code, out, _ = run(capsys, assets_dir / "coffee.jpg", "--size", "48", "--out", tmp_path)
+    assert code == 0 and out == [str(tmp_path / f"coffee_{SALIENCY['method']}.png")]
+    assert SALIENCY["method"] == "gradcam"
+    pictures = {}
+    for name, flags in {
+        "default": [],
+        "signed": ["--sign", "signed", "--smooth", "0"],
+        "sharp": ["--smooth", "0", "--clip", "100", "--alpha", "1", "--dim", "0"],
+    }.items():
+        png = tmp_path / f"{name}.png"
+        code, out, _ = run(
+            capsys, assets_dir / "coffee.jpg", "--size", "48", "--method", "gradient",
+            "--save-raw", "-o", png, *flags,
+        )  # fmt: skip
+        assert code == 0 and out == [str(png), str(png.with_suffix(".npy"))]
+        recipe = read_recipe(png)
+        pictures[name] = (np.asarray(Image.open(png)), np.load(png.with_suffix(".npy")), recipe)
+    default, signed, sharp = pictures.values()
+    assert default[2]["display"]["sign"] == "abs" == SALIENCY["sign"]["gradient"]
+    assert default[2]["display"]["smooth"] == SALIENCY["smooth"]["gradient"]
+    assert signed[2]["display"]["sign"] == "signed" and sharp[2]["display"]["smooth"] == 0
+    assert sharp[2]["display"]["dim"] == 0 and sharp[2]["display"]["alpha"] == 1
+    assert not np.array_equal(default[0], signed[0]) and not np.array_equal(default[0], sharp[0])
+    model = load_model(device="cpu")
+    image = read_image(assets_dir / "coffee.jpg")[None]
+    image = torch.nn.functional.interpolate(image, size=(48, 72), mode="bilinear", antialias=True)
+    expected = saliency(model, image, None, "gradient", reduce=None)[0].numpy()
+    for _, raw, _ in pictures.values():  # the raw gradient, whatever the display
+        np.testing.assert_array_equal(raw, default[1])
+        assert raw.shape == (3, 48, 72)
+        np.testing.assert_allclose(raw, expected, rtol=1e-3, atol=1e-6)

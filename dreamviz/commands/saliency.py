@@ -12,6 +12,7 @@ from . import FLAGS, add_model_args, emit, float_range, int_range, parent
 
 def add_parser(sub) -> None:
     from ..attribution import METHODS
+    from ..visualize import SIGNS
 
     p = sub.add_parser(
         "saliency",
@@ -79,7 +80,27 @@ def add_parser(sub) -> None:
     out.add_argument("-o", "--output", metavar="FILE", help="output PNG (one image, one method)")
     p.add_argument("--save-raw", action="store_true", help="also write the raw map as .npy")
     p.add_argument("--panel", action="store_true", help="write photo | map | overlay panels")
-    p.add_argument("--cmap", default=None, help="viridis, inferno, diverging or gray")
+    p.add_argument(
+        "--cmap",
+        default=None,
+        help="inferno, viridis, gray, diverging_dark or diverging "
+        "(default: diverging_dark for --sign signed, else inferno)",
+    )
+    p.add_argument(
+        "--sign",
+        choices=SIGNS,
+        default=None,
+        help="which part of the map is drawn: abs (|map|), positive, negative, or signed (both, "
+        f"in two colours) (default: per method: {_per_method('sign')})",
+    )
+    p.add_argument(
+        "--smooth",
+        type=float_range(0.0, 1.0),
+        default=None,
+        help="display smoothing: Gaussian sigma as a fraction of the map's shorter side, so "
+        f"pixel-sparse maps show regions (0: none; default: per method: {_per_method('smooth')}"
+        "); --save-raw arrays are never smoothed",
+    )
     p.add_argument(
         "--clip",
         type=float_range(0.0, 100.0, lo_open=True),
@@ -90,9 +111,23 @@ def add_parser(sub) -> None:
         "--alpha",
         type=float_range(0.0, 1.0),
         default=SALIENCY["alpha"],
-        help=f"heat map opacity (default: {SALIENCY['alpha']:g})",
+        help=f"heat map opacity where the map is high (default: {SALIENCY['alpha']:g})",
+    )
+    p.add_argument(
+        "--dim",
+        type=float_range(0.0, 1.0),
+        default=SALIENCY["dim"],
+        help="how much the photo darkens (and greys) where the map is low; 0 keeps the photo "
+        f"(default: {SALIENCY['dim']:g})",
     )
     p.set_defaults(func=run)
+
+
+def _per_method(key: str) -> str:
+    """A per-method display default as help text: 'gradient abs, smoothgrad abs, ...'."""
+    return ", ".join(
+        f"{m} {v:g}" if isinstance(v, float) else f"{m} {v}" for m, v in SALIENCY[key].items()
+    )
 
 
 def _methods(text: str) -> list[str]:
@@ -183,7 +218,14 @@ def run(args) -> int:
                 )
                 raw, m = maps[0], reduce(maps, METHODS[method].reduce)[0]
                 out = _out_path(args, path, method)
-                style = dict(cmap=args.cmap, alpha=args.alpha, clip=args.clip)
+                display = {
+                    "sign": args.sign or SALIENCY["sign"][method],
+                    "smooth": SALIENCY["smooth"][method] if args.smooth is None else args.smooth,
+                    "clip": args.clip,
+                    "alpha": args.alpha,
+                    "dim": args.dim,
+                }
+                style = dict(display, cmap=args.cmap)
                 if args.panel:
                     caption = f"{method}: {info.targets[0]}"
                     picture = panel(image, m, model=model, caption=caption, **style)
@@ -197,6 +239,7 @@ def run(args) -> int:
                     "method": method,
                     "target": info.targets[0],
                     "options": opts,
+                    "display": dict(display, cmap=args.cmap),
                     "versions": versions(),
                 }
                 if info.completeness_error is not None:
