@@ -636,7 +636,8 @@ def saliency(
         run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
         layers = list(run.target.layers)
         if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
-            options = {**options, "layer": _feature_layer(model, x, options.get("layer"))}
+            own = [name for name in run.target.layers if name != LOGITS]
+            options = {**options, "layer": _feature_layer(model, x, options.get("layer"), own)}
             layers.append(options["layer"])
         with Capture(model, layers, stop_early=True, guard=False) as cap:
             run.capture = cap
@@ -654,13 +655,22 @@ def saliency(
     return out, SaliencyInfo(name, run.target.labels(), classes, **known)
 
 
-def _feature_layer(model: VisionModel, images: torch.Tensor, layer) -> str:
-    """Grad-CAM's ``layer`` option, or by default :func:`gradcam_layer` at the images' size."""
+def _feature_layer(model: VisionModel, images: torch.Tensor, layer, own=()) -> str:
+    """Grad-CAM's ``layer`` option; by default, for unit targets the target's own layer when
+    it has a spatial map (a later layer would not see the unit's gradient), otherwise
+    :func:`gradcam_layer` at the images' size."""
     if layer is not None and not isinstance(layer, str):
         raise UsageError(
             f"{arg('layer')} must be a layer name such as 'blocks.10', got {_shown(layer)}"
         )
-    return layer or gradcam_layer(model, images.shape[-2:])
+    if layer:
+        return layer
+    table = probe(model, tuple(images.shape[-2:]))
+    for name in own:
+        lay = table[name].layout if name in table else None
+        if lay is not None and lay.kind != "vector" and lay.grid and lay.grid[0] * lay.grid[1] > 1:
+            return name
+    return gradcam_layer(model, images.shape[-2:])
 
 
 __all__ = [
