@@ -43,7 +43,7 @@ from . import recipes
 from .attribution import gradcam_layer, saliency
 from .engine import render
 from .errors import UsageError, arg
-from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, replace_output
+from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, probe, replace_output
 from .io import as_batch, as_image, read_image, to_pil
 from .models import VisionModel, as_vision_model, model_guard
 from .objectives import channel, direction
@@ -216,9 +216,26 @@ def gallery_picture(gallery: str | os.PathLike, model: VisionModel, layer: str, 
     return None
 
 
+ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Hardtanh, torch.nn.SiLU, torch.nn.GELU)
+
+
+def picture_layer(model: VisionModel, layer: str) -> str:
+    """The layer a channel of ``layer`` is rendered at: its pre-activation when ``layer`` ends in
+    a ReLU-like module (a channel that starts at zero after a ReLU gets no gradient and renders
+    as flat grey, the dead-ReLU pitfall), else ``layer`` itself."""
+    module = dict(model.net.named_modules()).get(layer)
+    children = list(module.named_children()) if module is not None else []
+    if len(children) >= 2 and isinstance(children[-1][1], ACTIVATIONS):
+        before = f"{layer}.{children[-2][0]}"
+        table = probe(model)
+        if before in table and table[before].shape == table[layer].shape:
+            return before
+    return layer
+
+
 def _pictures(model, layer, items, gallery, settings: dict, cache: dict) -> None:
     """Fill ``picture`` for channel units and factor directions: from the gallery where it has
-    them, the rest rendered in one batch."""
+    them, the rest rendered in one batch (at :func:`picture_layer`)."""
     todo = []
     for u in items:
         key = ("dir", tuple(u.direction.tolist())) if u.direction is not None else u.index
@@ -234,6 +251,7 @@ def _pictures(model, layer, items, gallery, settings: dict, cache: dict) -> None
         todo.append((key, u))
     if not todo:
         return
+    layer = picture_layer(model, layer)
     terms = [
         (direction(layer, u.direction, batch=i) if u.direction is not None else None)
         or channel(layer, u.index, batch=i)

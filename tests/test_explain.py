@@ -174,3 +174,11 @@ def test_cli_writes_a_page_per_photo_and_an_index(capsys, tmp_path, assets_dir):
     assert (out / "chelsea" / "index.html").is_file() and (
         out / "coffee" / "explain.json"
     ).is_file()
+
+
+def test_channels_after_a_relu_are_pictured_at_their_pre_activation(lite0):
+    from dreamviz.explain import picture_layer
+
+    # lite0's head is conv, batch norm, ReLU6: a dead channel of its output renders flat grey
+    assert picture_layer(lite0, "head") == "head.1"
+    assert picture_layer(lite0, "blocks.10") == "blocks.10"  # ends in a projection, no ReLU
