@@ -38,7 +38,7 @@ def _command_line() -> bool:
 
 
 if _command_line():  # guard Ctrl-C before torch loads (see dreamviz.cli)
-    from .cli import guard_startup
+    from .commands.interrupts import guard_startup
 
     guard_startup()
 

@@ -9,99 +9,27 @@ any unexpected exception are one line too (exit 1); ``--debug`` shows the traceb
 
 Ctrl-C exits with 130 and one line, at any moment. While dreamviz starts up (importing torch
 is most of its start-up time) a KeyboardInterrupt must not be raised: inside torch's import it
-prints a long traceback or even aborts the interpreter (pybind11). So a handler is installed
-first thing (``dreamviz/__init__.py`` calls :func:`guard_startup` before it imports torch,
-when the process is the dreamviz command) that exits at once with one line, nothing having
-been done yet; in-process, ``main(argv)`` only remembers it and raises it
-when the command starts. Once the command runs, Ctrl-C raises KeyboardInterrupt as usual, and
-render, dream and gallery save what they have. ``main(argv)`` restores the caller's SIGINT
-handler when it returns. (The interpreter's own first ~0.1 s, before any dreamviz code runs,
-is out of reach.)
+prints a long traceback or even aborts the interpreter (pybind11). So when the process is the
+dreamviz command, ``dreamviz/__init__.py`` installs a handler before it imports torch
+(:mod:`dreamviz.commands.interrupts`) that exits at once with one line, nothing having been
+done yet; in-process, ``main(argv)`` only remembers a Ctrl-C and raises it when the command
+starts. Once the command runs, Ctrl-C raises KeyboardInterrupt as usual, and render, dream and
+gallery save what they have. ``main(argv)`` restores the caller's SIGINT handler when it
+returns. (The interpreter's own first ~0.1 s, before any dreamviz code runs, is out of reach.)
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
-import signal
 import sys
-import threading
+import warnings
 
-
-class _Interrupts:
-    """SIGINT during start-up: when dreamviz owns the process (``immediate``) it exits at once
-    with one line, since nothing has been done yet; in-process (``main(argv)``) it is
-    remembered and raised once the command starts. After the command: remembered."""
-
-    guards_dreamviz = True
-
-    def __init__(self, immediate: bool = False):
-        self.pending = False
-        self.previous = None
-        self.installed = False
-        self.immediate = immediate
-
-    def _remember(self, signum, frame) -> None:
-        if self.immediate:  # mid-import: a KeyboardInterrupt could abort the interpreter
-            os.write(2, b"dreamviz: interrupted\n")
-            os._exit(130)
-        self.pending = True
-
-    def install(self) -> _Interrupts:
-        if threading.current_thread() is not threading.main_thread():
-            return self  # only the main thread may handle signals; leave them alone
-        try:
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is signal.SIG_IGN:  # started in the background (`cmd &`): keep that
-                return self
-            signal.signal(signal.SIGINT, self._remember)
-        except (ValueError, OSError):
-            return self
-        self.previous, self.installed = previous, True
-        return self
-
-    def live(self) -> None:
-        """From now on Ctrl-C raises KeyboardInterrupt; one that came earlier raises now."""
-        self.immediate = False
-        if self.installed:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-    def hold(self) -> None:
-        """Remember Ctrl-C again (the command has finished: nothing is left to save)."""
-        self.immediate = False
-        if self.installed:
-            signal.signal(signal.SIGINT, self._remember)
-
-    def restore(self) -> None:
-        if self.installed:
-            signal.signal(signal.SIGINT, self.previous)
-            self.installed = False
-
-
-def guard_startup() -> None:
-    """Exit at once, with one line, on Ctrl-C from now until the command starts. Called by
-    the package itself, before it imports torch, when the process is the dreamviz command."""
-    if _installed() is None:
-        _Interrupts(immediate=True).install()
-
-
-def _installed() -> _Interrupts | None:
-    """The guard that handles SIGINT now, if one is (``python -m dreamviz.cli`` runs this
-    file as __main__ beside the dreamviz.cli the package imported: the guard is found by
-    what it is, not by its class)."""
-    owner = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
-    return owner if getattr(owner, "guards_dreamviz", False) else None
-
-
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import warnings  # noqa: E402
-
-from ._version import __version__  # noqa: E402
-from .commands import FLAGS, range_help, warning_text  # noqa: E402
-from .errors import DreamvizError, DreamvizWarning  # noqa: E402
+from ._version import __version__
+from .commands import FLAGS, range_help, warning_text
+from .commands.interrupts import Interrupts, installed
+from .errors import DreamvizError, DreamvizWarning
 
 COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery", "explain", "spectrum"]
 
@@ -171,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     (in-process use), the caller's SIGINT handler is restored on return.
     """
     program = argv is None
-    guard = (_installed() if program else None) or _Interrupts(program).install()
+    guard = (installed() if program else None) or Interrupts(program).install()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = None
     debug = "--debug" in argv
