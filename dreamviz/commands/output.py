@@ -77,9 +77,29 @@ def _path(text, flag: str, example: str) -> Path:
         raise _empty(flag, example)
     if "\x00" in str(text):
         raise UsageError(f"{flag} {text!r} holds a NUL byte; give a plain file name")
-    return Path(text)
+    path = Path(text)
+    for part in path.parts:  # before any stat: a long name makes stat itself fail
+        if len(os.fsencode(part)) + _TEMP_EXTRA > 255:
+            raise UsageError(f"{flag} {part[:24]}...: the name is too long; shorten it")
+    return path
 
 
+def _checked(check):
+    """A check whose file-system calls fail (a loop of links, no permission to look) says
+    so in one line naming the path."""
+
+    def run(text, flag: str, *args, **kwargs) -> Path:
+        try:
+            return check(text, flag, *args, **kwargs)
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+            raise UsageError(f"{flag} {text}: {why}; pick another path") from None
+
+    run.__doc__, run.__name__ = check.__doc__, check.__name__
+    return run
+
+
+@_checked
 def file(
     text, flag: str, suffixes: Sequence[str], what: str = "", folder_flag: str | None = None
 ) -> Path:
@@ -110,6 +130,7 @@ def file(
     return path
 
 
+@_checked
 def folder(text, flag: str, example: str = "out", file_flag: str | None = None) -> Path:
     """Check ``--out DIR``: not a file, and a folder that can be made and written into."""
     path = _path(text, flag, example)
@@ -121,6 +142,7 @@ def folder(text, flag: str, example: str = "out", file_flag: str | None = None) 
     return path
 
 
+@_checked
 def inside(path: Path, flag: str) -> Path:
     """Check a file that a command names inside a checked folder (its name comes from an
     input's name or a label): not a folder, and not too long."""

@@ -263,7 +263,10 @@ def _from_recipe(path: str, key: str, value):
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         ):
             raise bad("not [height, width]")
-        image_size(f"{value[1]}x{value[0]}")
+        try:
+            image_size(f"{value[1]}x{value[0]}")
+        except argparse.ArgumentTypeError as e:
+            raise bad(str(e)) from None
     if key in ("init", "spectrum", "accentuate_layer", "device") and not (
         value is None or isinstance(value, str)
     ):

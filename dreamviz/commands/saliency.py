@@ -176,6 +176,10 @@ def _methods(text: str) -> list[str]:
     if text.strip() == "all":
         return list(METHODS)
     names = [get_method(t.strip())[0] for t in text.split(",") if t.strip()]
+    if not names:
+        from ..errors import UsageError
+
+        raise UsageError(f"--method {text!r} names no method; give one of {', '.join(METHODS)}")
     return list(dict.fromkeys(names))
 
 
