@@ -122,6 +122,12 @@ def _open_unchecked(path: str) -> Iterator[Image.Image]:
         yield img
 
 
+def _regular(path: str) -> None:
+    """A pipe or a device is not read: opening a FIFO waits forever for a writer."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path!r} is not a regular file (a pipe or a device?); give a file")
+
+
 def check_pixels(path: str, size: tuple[int, int], max_pixels: int | None = None) -> None:
     """A usage error when an image of ``size`` (W, H) is over the pixel limit."""
     limit = max_pixels or _MAX_PIXELS.get() or defaults.MAX_PIXELS
@@ -144,6 +150,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.
         raise UsageError(f"image {path!r} does not exist; check the path")
     if os.path.isdir(path):
         raise UsageError(f"{path!r} is a folder, not an image; give an image file")
+    _regular(path)
     try:
         with _open_unchecked(path) as img:
             check_pixels(path, img.size, max_pixels)
@@ -340,6 +347,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
     path = str(path)
     if not os.path.exists(path):
         raise UsageError(f"{path!r} does not exist; give a PNG written by dreamviz")
+    _regular(path)
     try:
         with _open_unchecked(path) as img:
             text = img.info.get(RECIPE_KEY)  # save_png writes it before the pixels

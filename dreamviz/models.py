@@ -358,7 +358,8 @@ def _holds_pickled_code(path: str) -> bool:
 def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     """Read a state_dict (or a checkpoint holding one) without executing pickled code."""
     if not os.path.isfile(path):
-        raise UsageError(f"weights file {path!r} does not exist; give a path to a .pth state_dict")
+        what = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise UsageError(f"weights file {path!r} {what}; give a path to a .pth state_dict")
     try:
         with warnings.catch_warnings():  # torch's note on pickle protocols is noise here
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

@@ -117,7 +117,19 @@ render-weights-code    | 2 | $R --weights $d/code.pth -o x.png        |  | pickl
 render-weights-negvar  | 1 | $R --weights $d/negvar.pth -o x.png      |  | start image.*check its --weights
 render-weights-wrong   | 2 | $R --weights $d/wrong.pth -o x.png       |  | do not fit
 render-weights-text    | 2 | $R --weights $d/text.jpg -o x.png        |  |
-render-weights-folder  | 2 | $R --weights $d/folder.jpg -o x.png      |  |
+render-weights-folder  | 2 | $R --weights $d/folder.jpg -o x.png      |  | not a regular file
+render-weights-device  | 2 | $R --weights /dev/null -o x.png          |  | not a regular file
+render-weights-fifo    | 2 | $R --weights $d/fifo.jpg -o x.png        |  | not a regular file
+render-from-fifo       | 2 | render --from $d/fifo.jpg                |  | not a regular file
+render-spectrum-device | 2 | $R $M /dev/zero -o x.png                 |  | not a regular file
+render-accentuate-layer-empty | 2 | $R --init $d/photo.jpg --accentuate 1 --accentuate-layer '' -o x.png | | empty
+saliency-layer-empty   | 2 | $S $d/photo.jpg --method gradcam --layer ''  |  | empty; give a value or leave --layer out
+saliency-cmap-empty    | 2 | $S $d/photo.jpg --cmap ''                |  | empty
+dream-class-empty      | 2 | $DR $d/photo.jpg --class '' -o x.png     |  | empty; give a value or leave --class out
+dream-unit-empty       | 2 | $DR $d/photo.jpg --unit ' ' -o x.png     |  | empty
+gallery-natural-blank  | 2 | $G $L --natural '' --out g               |  | empty
+explain-gallery-empty  | 2 | $X $d/photo.jpg --gallery '' --out e     |  | empty
+explain-gallery-missing | 2 | $X $d/photo.jpg --gallery $d/nope --out e |  | manifest
 render-weights-random  | 0 | $R --weights random -o x.png             | x.png |
 render-lr-huge         | 0 | $R --lr 1e9 -o x.png                     | x.png | warning: the image saturated.*lower --lr
 
@@ -184,7 +196,7 @@ saliency-ig            | 0 | $S $d/photo.jpg --method ig --steps 8 --baseline 0.
 saliency-blurred       | 0 | $S $d/photo.jpg --method ig --steps 8 --baseline blurred -o x.png | x.png | completeness error
 saliency-one-bad-one-good | 1 | $S $d/photo.jpg $d/text.jpg --out m   | m/photo_gradient.png | text.jpg: cannot read
 saliency-method        | 2 | $S $d/photo.jpg --method bogus           |  | unknown method
-saliency-method-empty  | 2 | $S $d/photo.jpg --method ''              |  | names no method
+saliency-method-empty  | 2 | $S $d/photo.jpg --method ''              |  | empty; give a value or leave --method out
 saliency-method-commas | 2 | $S $d/photo.jpg --method ,,              |  | names no method
 saliency-target        | 2 | $S $d/photo.jpg --target bogus           |  | unknown class
 saliency-target-1000   | 2 | $S $d/photo.jpg --target 1000            |  | out of range
@@ -214,7 +226,7 @@ dream-zoom-alone       | 2 | $DR $d/photo.jpg --zoom 1.1 -o x.png     |  | --fra
 dream-layer            | 2 | $DR $d/photo.jpg --layer bogus -o x.png  |  | unknown layer
 dream-unit             | 2 | $DR $d/photo.jpg --unit blocks.10 -o x.png | | needs a channel
 dream-class            | 2 | $DR $d/photo.jpg --class bogus -o x.png  |  | unknown class
-dream-guide-blank      | 2 | $DR $d/photo.jpg --guide '' -o x.png     |  | does not exist
+dream-guide-blank      | 2 | $DR $d/photo.jpg --guide '' -o x.png     |  | empty; give a value or leave --guide out
 dream-guide-unit       | 2 | $DR $d/photo.jpg --guide $d/photo.jpg --unit blocks.10:1 -o x.png | | --guide works on layers
 dream-guide-thin       | 2 | $DR $d/photo.jpg --guide $d/wide.png -o x.png | | guide image is too small
 dream-guide            | 0 | $DR $d/photo.jpg --guide $d/gray.png -o x.png | x.png |
@@ -327,6 +339,8 @@ BAD_IMAGES = {  # name -> (file, what the line says)
     "empty": ("empty.png", "cannot read"),
     "text": ("text.jpg", "cannot read"),
     "truncated": ("truncated.jpg", "cannot read"),
+    "fifo": ("fifo.jpg", "not a regular file"),
+    "device": ("/dev/zero", "not a regular file"),
     **{name: (f"{name}.png", r"over the limit.*--max-pixels") for name in BOMBS},
 }
 GOOD_IMAGES = ["photo.jpg", "gray.png", "rgba.png", "sixteen.png", "palette.gif", "tiny.png"]
@@ -378,12 +392,13 @@ def _cases() -> list[Case]:
         argv = _words(f"render --from $d/r_{name}.png -o x.png")
         cases.append(Case(f"render-from-{name}", argv, 2, (), why))
     for name, (file, why) in BAD_IMAGES.items():
+        file = file if file.startswith("/") else f"$d/{file}"
         for id, line in [
-            ("render-init", f"$R --init $d/{file} -o x.png"),
-            ("saliency-image", f"$S $d/{file} -o x.png"),
-            ("dream-image", f"$DR $d/{file} -o x.png"),
-            ("dream-guide", f"$DR $d/photo.jpg --guide $d/{file} -o x.png"),
-            ("explain-image", f"$X $d/{file} --out e"),
+            ("render-init", f"$R --init {file} -o x.png"),
+            ("saliency-image", f"$S {file} -o x.png"),
+            ("dream-image", f"$DR {file} -o x.png"),
+            ("dream-guide", f"$DR $d/photo.jpg --guide {file} -o x.png"),
+            ("explain-image", f"$X {file} --out e"),
         ]:
             cases.append(Case(f"{id}-{name}", _words(line), 2, (), why))
     for name in GOOD_IMAGES:
@@ -490,6 +505,7 @@ def hostile(tmp_path_factory, offline, lite0) -> Path:
     (d / "empty.png").write_bytes(b"")
     (d / "text.jpg").write_text("not an image\n")
     (d / "folder.jpg").mkdir()
+    os.mkfifo(d / "fifo.jpg")  # opening it for reading would wait for a writer forever
     for name, files in [("photos", ["photo.jpg", "gray.png"]), ("bad_dir", ["text.jpg"]),
                         ("bomb_dir", ["bomb_100k.png"]), ("empty_dir", [])]:  # fmt: skip
         (d / name).mkdir()

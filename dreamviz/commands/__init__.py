@@ -73,7 +73,8 @@ def _ranged(parse, text: str):
 
 def int_range(lo: int, hi: int | None = None):
     """argparse type: an integer in [lo, hi]."""
-    shown = f"{lo}..{hi}" if hi is not None else f"{lo} or more"
+    top = f"2^{hi.bit_length() - 1}" if hi is not None and hi > 2**20 and hi & (hi - 1) == 0 else hi
+    shown = f"{lo}..{top}" if hi is not None else f"{lo} or more"
 
     def parse(text: str) -> int:
         try:
@@ -108,12 +109,31 @@ def float_range(lo: float, hi: float | None = None, lo_open: bool = False):
     return _ranged(parse, shown)
 
 
+def _nonblank(flag: str):
+    def parse(text: str) -> str:
+        if not str(text).strip():
+            raise argparse.ArgumentTypeError(f"empty; give a value or leave {flag} out")
+        return text
+
+    return parse
+
+
 def range_help(parser: argparse.ArgumentParser) -> None:
-    """Append each numeric option's range to its help text (the types above carry it)."""
+    """Append each numeric option's range to its help text (the types above carry it), and
+    refuse an empty value for any text option (``--layer ''`` is no layer, not the default).
+    Output paths are left to :mod:`dreamviz.commands.output`, which says more."""
     for action in parser._actions:
         shown = getattr(action.type, "range", None)
         if shown and action.help is not argparse.SUPPRESS and "range " not in (action.help or ""):
             action.help = f"{action.help or ''}; range {shown}".lstrip("; ")
+        takes_text = type(action).__name__ in ("_StoreAction", "_AppendAction")
+        if (
+            takes_text
+            and action.type is None
+            and action.option_strings
+            and action.dest not in ("output", "out")
+        ):
+            action.type = _nonblank(action.option_strings[-1])
 
 
 def image_size(text: str) -> list[int]:
