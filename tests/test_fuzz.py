@@ -187,14 +187,14 @@ saliency-out-unwritable | 2 | $S $d/photo.jpg --out /sys/maps         |  | canno
 saliency-o-two-images  | 2 | $S $d/photo.jpg $d/gray.png -o x.png     |  | one image
 saliency-o-all         | 2 | $S $d/photo.jpg --method all -o x.png    |  | one method
 saliency-same-stem     | 2 | $S $d/photo.jpg $d/sub/photo.jpg --out m |  | would both write
-saliency-same-image-twice | 0 | $S $d/photo.jpg $d/photo.jpg --out m  | m/photo_gradient.png |
-saliency-default-out   | 0 | $S $d/photo.jpg                          | photo_gradient.png |
-saliency-raw           | 0 | $S $d/photo.jpg --save-raw --out m       | m/photo_gradient.png m/photo_gradient.npy |
+saliency-same-image-twice | 0 | $S $d/photo.jpg $d/photo.jpg --method gradient --out m | m/photo_gradient.png |
+saliency-default-out   | 0 | $S $d/photo.jpg --method gradient        | photo_gradient.png |
+saliency-raw           | 0 | $S $d/photo.jpg --method gradient --save-raw --out m | m/photo_gradient.png m/photo_gradient.npy |
 saliency-wide          | 0 | saliency --device cpu $d/wide.png -o x.png | x.png | resized to 89\d\dx22
 saliency-tall          | 0 | saliency --device cpu $d/tall.png -o x.png | x.png | resized to 22x89\d\d
 saliency-ig            | 0 | $S $d/photo.jpg --method ig --steps 8 --baseline 0.5 -o x.png | x.png | completeness error
 saliency-blurred       | 0 | $S $d/photo.jpg --method ig --steps 8 --baseline blurred -o x.png | x.png | completeness error
-saliency-one-bad-one-good | 1 | $S $d/photo.jpg $d/text.jpg --out m   | m/photo_gradient.png | text.jpg: cannot read
+saliency-one-bad-one-good | 1 | $S $d/photo.jpg $d/text.jpg --method gradient --out m | m/photo_gradient.png | text.jpg: cannot read
 saliency-method        | 2 | $S $d/photo.jpg --method bogus           |  | unknown method
 saliency-method-empty  | 2 | $S $d/photo.jpg --method ''              |  | empty; give a value or leave --method out
 saliency-method-commas | 2 | $S $d/photo.jpg --method ,,              |  | names no method
@@ -202,7 +202,7 @@ saliency-target        | 2 | $S $d/photo.jpg --target bogus           |  | unkno
 saliency-target-1000   | 2 | $S $d/photo.jpg --target 1000            |  | out of range
 saliency-target-unit   | 2 | $S $d/photo.jpg --target blocks.99:0     |  | unknown layer
 saliency-layer         | 2 | $S $d/photo.jpg --method gradcam --layer bogus | | unknown layer
-saliency-layer-method  | 2 | $S $d/photo.jpg --layer blocks.10        |  | gradcam
+saliency-layer-method  | 2 | $S $d/photo.jpg --method gradient --layer blocks.10 |  | gradcam
 saliency-cmap          | 2 | $S $d/photo.jpg --cmap bogus             |  | colour map
 saliency-model         | 2 | $S $d/photo.jpg --model nonexistent      |  | unknown model
 saliency-weights-name  | 2 | $S $d/photo.jpg --weights IMAGENET1K_V2  |  | bundled, random
@@ -307,6 +307,9 @@ REFUSED = {
         "--batch-size": ["0", "4097"],
         "--clip": ["0", "101", "nan"],
         "--alpha": ["1.5", "nan"],
+        "--smooth": ["-1", "nan", "2"],
+        "--dim": ["nan", "2"],
+        "--sign": ["bogus"],
         "--max-pixels": ["0"],
     },
     "$DR $d/photo.jpg": {
