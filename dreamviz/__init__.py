@@ -15,7 +15,32 @@ are :mod:`dreamviz.engine`, :mod:`dreamviz.attribution` and :mod:`dreamviz.deepd
 README's "How it is built" section maps every module to its layer.
 """
 
+# ruff: noqa: E402  (the Ctrl-C guard of the command line goes before the imports)
 from __future__ import annotations
+
+import sys as _sys
+
+
+def _command_line() -> bool:
+    """Whether this process is the ``dreamviz`` command (``dreamviz ...`` or ``python -m
+    dreamviz.cli ...``), read from the interpreter's own command line."""
+    argv = list(getattr(_sys, "orig_argv", []))[1:]
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        if argv[i].startswith("-m"):
+            target = argv[i][2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            return target in ("dreamviz.cli", "dreamviz")
+        if argv[i].startswith("-c"):
+            return False
+        i += 2 if argv[i] in ("-X", "-W") else 1
+    script = argv[i].replace("\\", "/").rsplit("/", 1)[-1] if i < len(argv) else ""
+    return script in ("dreamviz", "dreamviz.exe", "dreamviz-script.py")
+
+
+if _command_line():  # guard Ctrl-C before torch loads (see dreamviz.cli)
+    from .commands.interrupts import guard_startup
+
+    guard_startup()
 
 from . import defaults, gallery, objectives, optim, param, regularizers, transforms
 from ._version import __version__

@@ -45,7 +45,7 @@ from . import defaults as D
 from . import objectives as obj_mod
 from . import transforms as tf_mod
 from .engine import render, tile_boxes
-from .errors import UsageError, arg
+from .errors import DreamvizWarning, UsageError, arg
 from .hooks import LOGITS, Capture, as_nchw, check_input_size, check_layer, num_channels, probe
 from .io import as_image, resize
 from .models import as_vision_model
@@ -326,9 +326,10 @@ def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile
         octaves -= 1
     if octaves < asked:
         warnings.warn(
-            f"the {w}x{h} image is too small for {asked} octaves at scale {scale:g}; "
-            f"using {octaves} (give a larger image or a smaller {arg('octave_scale')})",
-            UserWarning,
+            DreamvizWarning(
+                f"the {w}x{h} image is too small for {asked} octaves at scale {scale:g}; "
+                f"using {octaves} (give a larger image or a smaller {arg('octave_scale')})"
+            ),
             stacklevel=3,
         )
     return sizes

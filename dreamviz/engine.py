@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +24,7 @@ import torch
 from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
-from .errors import NonFiniteError, UsageError, arg
+from .errors import DreamvizWarning, NonFiniteError, UsageError, arg
 from .hooks import LOGITS, Capture, check_input_size
 from .models import as_vision_model, resolve_device
 from .objectives import Objective, closeness
@@ -203,6 +204,29 @@ def _accentuated(model, objective: Objective, init, weight: float, layer, param)
     return (objective + weight * closeness(name, reference)).bind(model)
 
 
+def saturation(images: torch.Tensor) -> float:
+    """The fraction of pixel values at 0 or 1 (within half a grey level of 8-bit output)."""
+    x = images.detach().float()
+    return float(((x <= 0.5 / 255) | (x >= 1 - 0.5 / 255)).float().mean()) if x.numel() else 0.0
+
+
+def _non_finite(step: int, last_good: torch.Tensor) -> NonFiniteError:
+    if step == 1:  # nothing was optimized yet: the model or the objective is at fault
+        return NonFiniteError(
+            "the objective is NaN or inf on the start image, before any step: the model "
+            f"gives non-finite values there (check its {arg('weights')} and the objective's "
+            "layer), so no image was made",
+            last_good=None,
+            step=step,
+        )
+    return NonFiniteError(
+        f"the objective became NaN or inf at step {step}; lower {arg('lr')} or "
+        "add regularization (the last good image is kept)",
+        last_good=last_good.cpu(),
+        step=step,
+    )
+
+
 def _accumulate(evidence: torch.Tensor, grad: torch.Tensor) -> None:
     """A gradient hook that adds |grad| (mean over colours) to ``evidence``; returns None so
     the gradient itself is left as it is."""
@@ -338,12 +362,7 @@ def render(
                 # one check of N values per step: a NaN gradient makes the next step's image,
                 # hence its objective, non-finite, and last_good is still the image before it
                 if not bool(torch.isfinite(values).all()):
-                    raise NonFiniteError(
-                        f"the objective became NaN or inf at step {step}; lower {arg('lr')} or "
-                        "add regularization (the last good image is kept)",
-                        last_good=last_good.cpu(),
-                        step=step,
-                    )
+                    raise _non_finite(step, last_good)
                 last_good = images.detach()
                 history.append(values.cpu())
                 optim_mod.normalize_grads(params, norm)
@@ -361,6 +380,16 @@ def render(
         final = param().detach().float().clamp(0, 1)
     if interrupted and history:
         final = last_good.float().clamp(0, 1)
+    if history:
+        flat = saturation(final)
+        if flat > D.SATURATION and flat > saturation(first) + 0.25:
+            warnings.warn(
+                DreamvizWarning(
+                    f"the image saturated: {flat:.0%} of its pixel values are 0 or 1 (a flat, "
+                    f"few-colour picture); lower {arg('lr')} (now {lr:g})"
+                ),
+                stacklevel=2,
+            )
     return RenderResult(
         images=final.cpu(),
         history=torch.stack(history) if history else torch.zeros(0, n),

@@ -73,6 +73,17 @@ class NonFiniteError(DreamvizError, FloatingPointError):
         self.step = step
 
 
+class DreamvizWarning(UserWarning):
+    """A warning that may name arguments with :func:`arg`, shown like an error's message:
+    ``lower lr`` from Python, ``lower --lr`` on the command line (:meth:`for_cli`)."""
+
+    def __str__(self) -> str:
+        return _ARG.sub(_python, super().__str__())
+
+    def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
+        return cli_text(super().__str__(), flags)
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' (did you mean: a, b?)' for the closest matches, or ''."""
     choices = list(choices)

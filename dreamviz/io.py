@@ -6,9 +6,11 @@ Images in memory are float tensors in [0, 1]: 3 x H x W for one, N x 3 x H x W f
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .errors import UsageError
+from . import defaults
+from .errors import UsageError, arg
 
 RECIPE_KEY = "dreamviz"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -84,18 +87,78 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read JPEG, PNG, WebP, ... into a 3 x H x W float tensor in [0, 1] (see pil_to_tensor)."""
+_MAX_PIXELS: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_pixels", default=None)
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Within the block, :func:`read_image` refuses images of more than ``max_pixels`` pixels
+    (None: :data:`dreamviz.defaults.MAX_PIXELS`). The command line sets it from its flag, so
+    every image a command reads (photos, guides, init and natural images) has one limit."""
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
+    ):
+        raise UsageError(f"{arg('max_pixels')} must be an integer >= 1, got {max_pixels!r}")
+    token = _MAX_PIXELS.set(max_pixels)
+    try:
+        yield
+    finally:
+        _MAX_PIXELS.reset(token)
+
+
+@contextlib.contextmanager
+def _open_unchecked(path: str) -> Iterator[Image.Image]:
+    """Image.open without Pillow's own decompression-bomb check: the caller checks the size
+    against its own limit before decoding a pixel (Pillow's limit could not be raised)."""
+    with _PILLOW_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        yield img
+
+
+def _regular(path: str) -> None:
+    """A pipe or a device is not read: opening a FIFO waits forever for a writer."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path!r} is not a regular file (a pipe or a device?); give a file")
+
+
+def check_pixels(path: str, size: tuple[int, int], max_pixels: int | None = None) -> None:
+    """A usage error when an image of ``size`` (W, H) is over the pixel limit."""
+    limit = max_pixels or _MAX_PIXELS.get() or defaults.MAX_PIXELS
+    w, h = size
+    if w * h > limit:
+        raise UsageError(
+            f"image {path!r} is {w}x{h} ({w * h / 1e6:.3g} megapixels), over the limit of "
+            f"{limit:,} pixels (a decompression bomb looks like this); shrink it, or raise "
+            f"{arg('max_pixels')} if you trust the file"
+        )
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """Read JPEG, PNG, WebP, ... into a 3 x H x W float tensor in [0, 1] (see pil_to_tensor).
+
+    Images of more than ``max_pixels`` pixels (default: the :func:`pixel_limit` in force, else
+    :data:`dreamviz.defaults.MAX_PIXELS`) are refused from their header, before decoding."""
     path = str(path)
     if not os.path.exists(path):
         raise UsageError(f"image {path!r} does not exist; check the path")
     if os.path.isdir(path):
         raise UsageError(f"{path!r} is a folder, not an image; give an image file")
+    _regular(path)
     try:
-        with Image.open(path) as img:
+        with _open_unchecked(path) as img:
+            check_pixels(path, img.size, max_pixels)
             img.load()
             return pil_to_tensor(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, UsageError):
+            raise
         raise UsageError(
             f"cannot read {path!r} as an image ({type(e).__name__}); give a JPEG, PNG or WebP file"
         ) from e
@@ -284,10 +347,14 @@ def read_recipe(path: str | os.PathLike) -> dict:
     path = str(path)
     if not os.path.exists(path):
         raise UsageError(f"{path!r} does not exist; give a PNG written by dreamviz")
+    _regular(path)
     try:
-        with Image.open(path) as img:
-            text = getattr(img, "text", {}).get(RECIPE_KEY)
-    except (UnidentifiedImageError, OSError) as e:
+        with _open_unchecked(path) as img:
+            text = img.info.get(RECIPE_KEY)  # save_png writes it before the pixels
+            if not isinstance(text, str) and hasattr(img, "text"):
+                check_pixels(path, img.size)  # .text decodes the pixels to reach the end
+                text = img.text.get(RECIPE_KEY)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise UsageError(f"cannot read {path!r} as an image ({type(e).__name__})") from e
     if not text:
         raise UsageError(f"{path!r} carries no dreamviz recipe; give a PNG written by dreamviz")

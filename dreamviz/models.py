@@ -232,8 +232,9 @@ def all_model_names() -> list[str]:
     return sorted(set(torchvision_names()) | BUNDLED)
 
 
-def _check_name(name: str) -> None:
-    if name not in BUNDLED and name not in torchvision_names():
+def check_name(name: str) -> None:
+    """A usage error naming the closest models unless ``name`` is one dreamviz can load."""
+    if not isinstance(name, str) or (name not in BUNDLED and name not in torchvision_names()):
         raise UsageError(
             f"unknown model {name!r}{suggest(name, all_model_names())}; "
             "see `dreamviz models` for the list"
@@ -303,7 +304,7 @@ def _regnet_widths_on_cpu() -> Iterator[None]:
 
 def build_architecture(name: str, device: str | torch.device = "cpu") -> nn.Module:
     """The architecture alone, randomly initialized (``device='meta'`` allocates nothing)."""
-    _check_name(name)
+    check_name(name)
     meta = torch.device(device).type == "meta" and name.startswith("regnet_")
     with torch.device(device), _regnet_widths_on_cpu() if meta else contextlib.nullcontext():
         if name == "efficientnet_lite0":
@@ -357,7 +358,8 @@ def _holds_pickled_code(path: str) -> bool:
 def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
     """Read a state_dict (or a checkpoint holding one) without executing pickled code."""
     if not os.path.isfile(path):
-        raise UsageError(f"weights file {path!r} does not exist; give a path to a .pth state_dict")
+        what = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise UsageError(f"weights file {path!r} {what}; give a path to a .pth state_dict")
     try:
         with warnings.catch_warnings():  # torch's note on pickle protocols is noise here
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -431,10 +433,65 @@ def _pretrained(name: str, member) -> nn.Module:
                 f"cached weights {path} could not be read ({detail}); delete it"
             ) from e
         raise DreamvizError(
-            f"no weights for {name}: the download failed ({type(e).__name__}: no network?) "
+            f"no weights {member.name} for {name}: the download failed ({type(e).__name__}: "
+            "no network?) "
             f"and {path} is not cached; copy the file there, or use {arg('weights', 'PATH')} "
             f"(a local state_dict) or {arg('weights', repr(RANDOM))}"
         ) from e
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.path.exists(text) or os.sep in text or "/" in text or "." in os.path.basename(text)
+
+
+def weight_names(name: str) -> list[str]:
+    """The names ``weights`` may take for model ``name`` besides a PATH: ``bundled`` and
+    ``random`` for efficientnet_lite0; torchvision's members (``IMAGENET1K_V2``, ...,
+    ``DEFAULT``) and ``random`` for the others."""
+    check_name(name)
+    if name in BUNDLED:
+        return ["bundled", RANDOM]
+    enum = torchvision.models.get_model_weights(name)
+    return [*enum.__members__, RANDOM]
+
+
+def _weights_member(name: str, weights: str | None):
+    """The torchvision weights member ``weights`` names (None: not a name, so a PATH)."""
+    enum = torchvision.models.get_model_weights(name)
+    if weights is None:
+        return enum.DEFAULT
+    text = weights.strip()
+    prefix = f"{enum.__name__}."
+    if text.startswith(prefix):  # torchvision's own spelling: ResNet50_Weights.IMAGENET1K_V2
+        text = text[len(prefix) :]
+    if text in enum.__members__:
+        return enum[text]
+    if text.upper() in enum.__members__ and not os.path.exists(weights):
+        return enum[text.upper()]
+    return None
+
+
+def _unknown_weights(name: str, weights: str) -> UsageError:
+    valid = weight_names(name)
+    return UsageError(
+        f"{name} has no weights named {weights!r}{suggest(weights, valid)}; give "
+        f"{arg('weights')} one of {', '.join(valid)}, or the PATH of a state_dict file"
+    )
+
+
+def check_finite(net: nn.Module, source: str) -> None:
+    """A usage error naming the first parameter or buffer that holds NaN or inf: such weights
+    make every objective NaN, and the optimizer would be blamed for it."""
+    for key, t in net.state_dict().items():
+        if t.is_floating_point() and t.device.type != "meta":
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
+                raise UsageError(
+                    f"weights {source!r} hold {kind} in {key} ({int(bad.sum())} of {t.numel()} "
+                    f"values): the file is damaged or came from a diverged training run; give "
+                    f"other {arg('weights')}"
+                )
 
 
 def load_model(
@@ -447,9 +504,15 @@ def load_model(
     ``weights``: ``None`` for the model's default weights (bundled for efficientnet_lite0,
     torchvision's ``DEFAULT`` otherwise, downloaded into the torch hub cache once), a path to a
     local state_dict, ``"random"`` for an untrained network, or a torchvision weights name
-    such as ``"IMAGENET1K_V2"``.
+    such as ``"IMAGENET1K_V2"`` (``weight_names(name)`` lists them). Weights holding NaN or
+    inf are refused, naming the tensor.
     """
-    _check_name(name)
+    check_name(name)
+    if weights is not None and (not isinstance(weights, str) or not weights.strip()):
+        raise UsageError(
+            f"{arg('weights')} {weights!r} is not a weights name or a PATH; leave it out for "
+            "the default weights"
+        )
     dev = resolve_device(device)
     classes = imagenet_classes()
     if name == "efficientnet_lite0":
@@ -462,6 +525,8 @@ def load_model(
             label = "bundled"
         elif weights == RANDOM:
             label = RANDOM
+        elif not _looks_like_path(weights):
+            raise _unknown_weights(name, weights)
         else:
             state = load_state_dict_file(weights)
             if "_conv_stem.weight" in state:  # the wheel's own key names
@@ -469,14 +534,16 @@ def load_model(
             apply_state_dict(net, state, weights)
             label = str(weights)
     else:
-        enum = torchvision.models.get_model_weights(name)
         # a named member (e.g. IMAGENET1K_SWAG_E2E_V1) brings its own size and normalization
-        member = enum[weights] if weights in enum.__members__ else enum.DEFAULT
+        named = _weights_member(name, weights)
+        if named is None and weights != RANDOM and not _looks_like_path(weights):
+            raise _unknown_weights(name, weights)
+        member = named if named is not None else torchvision.models.get_model_weights(name).DEFAULT
         tf = member.transforms()
         mean, std, size = tuple(tf.mean), tuple(tf.std), _crop_size(member)
         if member.meta.get("categories") is not None:
             classes = list(member.meta["categories"])
-        if weights is None or weights in enum.__members__:
+        if named is not None:
             net = _pretrained(name, member)
             label = member.name
         elif weights == RANDOM:
@@ -492,6 +559,8 @@ def load_model(
                 net.transform_input = True
             apply_state_dict(net, state, weights)
             label = str(weights)
+    if label != RANDOM:
+        check_finite(net, label)
     net.eval().requires_grad_(False)
     model = VisionModel(net, mean, std, classes, size, name=name, weights=label)
     return model.to(dev).eval()

@@ -333,8 +333,9 @@ def load_spectrum(spectrum=None, size: int | Sequence[int] = SPECTRUM_SIZE) -> t
     if isinstance(spectrum, (str, os.PathLike)):
         path = str(spectrum)
         if not os.path.isfile(path):
+            what = "is not a regular file" if os.path.exists(path) else "does not exist"
             raise UsageError(
-                f"spectrum file {path!r} does not exist; write one with `dreamviz spectrum DIR`"
+                f"spectrum file {path!r} {what}; write one with `dreamviz spectrum DIR`"
             )
         try:
             spectrum = np.load(path, allow_pickle=False)

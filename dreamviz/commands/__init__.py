@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import sys
 
 from .. import defaults
 from ..errors import UsageError
@@ -43,48 +45,99 @@ def add_model_args(p: argparse.ArgumentParser, device: bool = True) -> None:
         p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
 
 
+def add_image_args(p: argparse.ArgumentParser) -> None:
+    """``--max-pixels``: the size limit of every image the command reads (see
+    :func:`dreamviz.io.pixel_limit`; ``cli.main`` puts it in force)."""
+    from ..defaults import MAX_PIXELS
+
+    p.add_argument(
+        "--max-pixels",
+        type=int_range(1, 10**12),
+        default=None,
+        metavar="N",
+        help=f"refuse images of more pixels than this, from their header, before decoding "
+        f"(default {MAX_PIXELS:,}: a decompression bomb claims far more)",
+    )
+
+
 def load_from_args(args: argparse.Namespace):
     from ..models import load_model
 
     return load_model(args.model, weights=args.weights, device=getattr(args, "device", "auto"))
 
 
-def int_range(lo: int, hi: int | None = None):
-    """argparse type: an integer in [lo, hi]."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lo or (hi is not None and value > hi):
-            top = f"..{hi}" if hi is not None else " or more"
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {lo}{top}")
-        return value
-
+def _ranged(parse, text: str):
+    parse.range = text  # shown in --help by range_help
     return parse
 
 
+def int_range(lo: int, hi: int | None = None):
+    """argparse type: an integer in [lo, hi]."""
+    top = f"2^{hi.bit_length() - 1}" if hi is not None and hi > 2**20 and hi & (hi - 1) == 0 else hi
+    shown = f"{lo}..{top}" if hi is not None else f"{lo} or more"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; use {shown}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {shown}")
+        return value
+
+    return _ranged(parse, shown)
+
+
 def float_range(lo: float, hi: float | None = None, lo_open: bool = False):
-    """argparse type: a float in [lo, hi] (or (lo, hi] with ``lo_open``)."""
+    """argparse type: a finite float in [lo, hi] (or (lo, hi] with ``lo_open``); NaN and inf
+    are refused whatever the range."""
+    left = "(" if lo_open else "["
+    shown = f"{left}{lo:g}, {hi:g}]" if hi is not None else f"{left}{lo:g}, inf)"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; use {shown}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; use {shown}")
         bad = value <= lo if lo_open else value < lo
-        if bad or (hi is not None and value > hi) or value != value:
-            left = "(" if lo_open else "["
-            right = f"{hi}]" if hi is not None else "inf)"
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {left}{lo}, {right}")
+        if bad or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {shown}")
         return value
+
+    return _ranged(parse, shown)
+
+
+def _nonblank(flag: str):
+    def parse(text: str) -> str:
+        if not str(text).strip():
+            raise argparse.ArgumentTypeError(f"empty; give a value or leave {flag} out")
+        return text
 
     return parse
 
 
+def range_help(parser: argparse.ArgumentParser) -> None:
+    """Append each numeric option's range to its help text (the types above carry it), and
+    refuse an empty value for any text option (``--layer ''`` is no layer, not the default).
+    Output paths are left to :mod:`dreamviz.commands.output`, which says more."""
+    for action in parser._actions:
+        shown = getattr(action.type, "range", None)
+        if shown and action.help is not argparse.SUPPRESS and "range " not in (action.help or ""):
+            action.help = f"{action.help or ''}; range {shown}".lstrip("; ")
+        takes_text = type(action).__name__ in ("_StoreAction", "_AppendAction")
+        if (
+            takes_text
+            and action.type is None
+            and action.option_strings
+            and action.dest not in ("output", "out")
+        ):
+            action.type = _nonblank(action.option_strings[-1])
+
+
 def image_size(text: str) -> list[int]:
-    """argparse type: ``N`` or ``WxH`` -> [H, W]."""
+    """argparse type: ``N`` or ``WxH`` -> [H, W], each side 16..8192 px."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
     if not m:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write N or WxH, e.g. 224x160")
@@ -107,6 +160,22 @@ def number_text(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+image_size.range = "16..8192 px a side"
+
+
+def warning_text(message) -> str:
+    """A warning as one line, with its argument marks written as flags."""
+    text = message.for_cli(FLAGS) if hasattr(message, "for_cli") else str(message)
+    return " ".join(text.split())
+
+
+def warn(caught: list) -> None:
+    """Print caught warnings, one line each, each text once; empties ``caught``."""
+    for text in dict.fromkeys(warning_text(w.message) for w in caught):
+        print(f"dreamviz: warning: {text}", file=sys.stderr)
+    caught.clear()
+
+
 def emit(path) -> None:
     """Print one written path per line on stdout, as every command promises."""
     print(str(path), flush=True)
@@ -115,6 +184,7 @@ def emit(path) -> None:
 __all__ = [
     "FLAGS",
     "UsageError",
+    "add_image_args",
     "add_model_args",
     "emit",
     "float_range",
@@ -123,4 +193,7 @@ __all__ = [
     "number_text",
     "parent",
     "size_text",
+    "range_help",
+    "warn",
+    "warning_text",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
 
 from ..defaults import DREAM as D
-from . import add_model_args, emit, float_range, int_range, parent
+from . import add_image_args, add_model_args, emit, float_range, int_range, output, parent, warn
 
 _STILL = (".png", ".jpg", ".jpeg", ".webp")
 _ANIMATED = (".gif", ".webp")
@@ -29,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--layer",
         action="append",
+        type=_layer_weight,
         default=[],
         metavar="LAYER[:WEIGHT]",
         help="dream a layer (mean of squares); repeat for several, with optional weights: "
@@ -72,24 +74,27 @@ def add_parser(sub) -> None:
         help=f"default {D['octave_scale']}",
     )
     p.add_argument(
-        "--steps", type=int_range(0), default=D["steps"], help=f"steps per octave ({D['steps']})"
+        "--steps",
+        type=int_range(1, 10_000),
+        default=D["steps"],
+        help=f"steps per octave ({D['steps']})",
     )
     p.add_argument(
         "--lr",
-        type=float_range(0.0, lo_open=True),
+        type=float_range(0.0, 255.0, lo_open=True),
         default=D["lr"],
         help="step size in 0-255 grey levels per step after mean-|gradient| normalization "
         f"(default {D['lr']})",
     )
     p.add_argument(
         "--jitter",
-        type=int_range(0),
+        type=int_range(0, 1024),
         default=D["jitter"],
         help=f"max random roll, px ({D['jitter']})",
     )
     p.add_argument(
         "--tile",
-        type=int_range(64),
+        type=int_range(64, 8192),
         default=D["tile"],
         help=f"images larger than this many px are dreamed in tiles (default {D['tile']})",
     )
@@ -102,21 +107,27 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--frames",
-        type=int_range(0),
-        default=0,
+        type=int_range(1, 10_000),
+        default=None,
         help="zoom animation: dream, zoom, dream again, N frames (numbered PNGs + a GIF)",
     )
     p.add_argument(
         "--zoom",
-        type=float_range(0.0, lo_open=True),
+        type=float_range(0.5, 2.0),
         default=None,
         help=f"per frame ({D['zoom']})",
     )
-    p.add_argument("--rotate", type=float, default=None, help=f"degrees per frame ({D['rotate']})")
+    p.add_argument(
+        "--rotate",
+        type=float_range(-180.0, 180.0),
+        default=None,
+        help=f"degrees per frame ({D['rotate']})",
+    )
     p.add_argument(
         "--fps", type=float_range(0.0, 100.0, lo_open=True), default=D["fps"], help=f"({D['fps']})"
     )
-    p.add_argument("--seed", type=int, default=D["seed"])
+    p.add_argument("--seed", type=int_range(0, 2**62), default=D["seed"], help=f"({D['seed']})")
+    add_image_args(p)
     p.add_argument(
         "-o",
         "--output",
@@ -125,7 +136,27 @@ def add_parser(sub) -> None:
         "animation, the frames beside it as FILE_0000.png... (default: IMAGE_dream.png or "
         "IMAGE_dream.gif in the current folder)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, memory_hint=memory_hint)
+
+
+def memory_hint(args) -> str:
+    return "lower --tile (larger images are dreamed in tiles of this size) or shrink the image"
+
+
+def _layer_weight(text: str) -> str:
+    """argparse type: LAYER or LAYER:WEIGHT with a finite weight, checked at parse time."""
+    import argparse
+
+    from ..errors import UsageError
+
+    try:
+        parse_layer_weights([text])
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(e.for_cli()) from None
+    return text
+
+
+_layer_weight.range = "a finite WEIGHT"
 
 
 def parse_layer_weights(items: list[str]) -> dict[str, float]:
@@ -139,6 +170,8 @@ def parse_layer_weights(items: list[str]) -> dict[str, float]:
             name, weight = item.strip(), "1"
         try:
             w = float(weight)
+            if not math.isfinite(w):
+                raise ValueError(weight)
         except ValueError:
             raise UsageError(
                 f"--layer {item!r}: {weight!r} is not a weight; write LAYER or LAYER:WEIGHT "
@@ -156,7 +189,7 @@ def build_objective(args, model):
     from ..errors import UsageError
 
     layers = parse_layer_weights(args.layer)
-    if args.guide:
+    if args.guide is not None:
         if args.unit or args.classes:
             raise UsageError("--guide works on layers; drop --unit/--class or the guide")
         return layers or None
@@ -173,21 +206,19 @@ def build_objective(args, model):
 
 
 def _outputs(args) -> tuple[Path, Path | None]:
-    """(still or animation path, frame pattern stem) from -o and the input's name."""
-    from ..errors import UsageError
-
-    stem = Path(args.image).stem
+    """(still or animation path, frame pattern stem) from -o and the input's name, checked
+    (dreamviz.commands.output) before any work."""
+    stem = Path(args.image).stem or "image"
     if args.frames:
-        out = Path(args.output or f"{stem}_dream.gif")
-        if out.suffix.lower() == ".png":
-            out = out.with_suffix(".gif")
-        if out.suffix.lower() not in _ANIMATED:
-            raise UsageError(f"-o {out}: an animation is written as .gif or .webp")
+        text = f"{stem}_dream.gif" if args.output is None else args.output
+        if text.strip() and Path(text).suffix.lower() == ".png":  # the frames are the PNGs
+            text = str(Path(text).with_suffix(".gif"))
+        out = output.file(text, "-o", list(_ANIMATED), "an animation")
+        output.inside(Path(f"{out.with_suffix('')}_0000.png"), "-o")
         return out, out.with_suffix("")
-    out = Path(args.output or f"{stem}_dream.png")
-    if out.suffix.lower() not in _STILL:
-        raise UsageError(f"-o {out}: write .png (with the recipe), .jpg or .webp")
-    return out, None
+    text = f"{stem}_dream.png" if args.output is None else args.output
+    why = ".png keeps the recipe"
+    return output.file(text, "-o", list(_STILL), why), None
 
 
 def run(args) -> int:
@@ -198,14 +229,11 @@ def run(args) -> int:
     from ..errors import UsageError
     from ..io import as_image
 
-    out, frame_stem = _outputs(args)
-    image = as_image(args.image)  # one-line error for a missing or unreadable file first
-    if args.guide:
-        guide = as_image(args.guide)
-    else:
-        guide = None
     if not args.frames and (args.zoom is not None or args.rotate is not None):
         raise UsageError("--zoom and --rotate make an animation; add --frames N")
+    out, frame_stem = _outputs(args)
+    image = as_image(args.image)  # one-line error for a missing or unreadable file first
+    guide = as_image(args.guide) if args.guide is not None else None
     from . import load_from_args
 
     model = load_from_args(args)
@@ -296,11 +324,7 @@ def run(args) -> int:
 
 def _report(caught: list) -> None:
     """Print collected warnings as one line each."""
-    import sys
-
-    for w in caught:
-        print(f"dreamviz: warning: {w.message}", file=sys.stderr)
-    caught.clear()
+    warn(caught)
 
 
 __all__ = ["add_parser", "build_objective", "parse_layer_weights", "run"]

@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from .. import defaults
-from . import add_model_args, emit, int_range, parent
+from . import add_image_args, add_model_args, emit, int_range, output, parent
 
 D = defaults.EXPLAIN
 
@@ -48,7 +48,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--gallery", metavar="DIR", help="take channel pictures from this gallery")
     p.add_argument("--out", default="explain", metavar="DIR", help="output folder (explain/)")
-    p.set_defaults(func=run)
+    add_image_args(p)
+    p.set_defaults(func=run, memory_hint=memory_hint)
+
+
+def memory_hint(args) -> str:
+    return "lower --steps, --render-size or --top, or give smaller photos"
 
 
 def _command(args) -> str:
@@ -71,14 +76,11 @@ def _command(args) -> str:
 
 
 def run(args) -> int:
-    from ..errors import UsageError
     from ..explain import explain, write_page
     from ..io import read_image, write_text
     from . import load_from_args
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {args.out} is a file; give a folder")
+    out = output.folder(args.out, "--out")
     photos = [read_image(path) for path in args.images]  # one-line errors before any work
     model = load_from_args(args)
     settings = {}

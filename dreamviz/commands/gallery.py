@@ -14,12 +14,14 @@ from pathlib import PurePosixPath
 
 from .. import defaults
 from . import (
+    add_image_args,
     add_model_args,
     emit,
     float_range,
     image_size,
     int_range,
     number_text,
+    output,
     parent,
     size_text,
 )
@@ -159,12 +161,18 @@ def add_parser(sub) -> None:
         "(opens from disk). Reruns skip what is up to date; an interrupted run resumes.",
     )
     add_arguments(p)
-    p.set_defaults(func=run)
+    add_image_args(p)
+    p.set_defaults(func=run, memory_hint=memory_hint)
+
+
+def memory_hint(args) -> str:
+    return "lower --batch (units optimized together) or --size"
 
 
 def run(args) -> int:
     from .. import gallery
 
+    output.folder(args.out, "--out")  # before any work
     with gallery.distributed(args.device) as device:
         result = gallery.build(args.model, device=device, **build_kwargs(args))
     for path in [*result.written, result.manifest, result.index]:

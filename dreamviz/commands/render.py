@@ -11,13 +11,36 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from .. import defaults, recipes
 from ..errors import UsageError
-from . import add_model_args, emit, float_range, image_size, int_range, parent
+from . import (
+    add_image_args,
+    add_model_args,
+    emit,
+    float_range,
+    image_size,
+    int_range,
+    output,
+    parent,
+    warn,
+)
 
 SETTINGS = defaults.RENDER  # every setting that shapes the image (CLI dest -> default)
+
+#: the type of each numeric setting, shared by its flag and by the check of a --from recipe
+#: (a PNG's metadata is input like any other: it may be damaged, or edited to hold NaN)
+TYPES = {
+    "batch": int_range(1, 256),
+    "steps": int_range(1, 1_000_000),
+    "lr": float_range(0.0, lo_open=True),
+    "settle": float_range(0.0, 1.0),
+    "seed": int_range(0, 2**62),
+    "accentuate": float_range(0.0),
+    **{name: float_range(0.0) for name in ("l1", "l2", "tv", "blur", "diversity")},
+}
 
 
 def _thresholds(text: str) -> list[int]:
@@ -90,19 +113,15 @@ def add_parser(sub) -> None:
     )
     t.add_argument(
         "--batch",
-        type=int_range(1, 256),
+        type=TYPES["batch"],
         help=f"images per unit/class (default {defaults.RENDER['batch']}); use with --diversity "
         "to get different ones",
     )
     t.add_argument("--from", dest="recipe", metavar="PNG", help="render the recipe of a PNG again")
     o = p.add_argument_group("optimization")
     o.add_argument("--size", type=image_size, metavar="N|WxH", help="image size (default: model's)")
-    o.add_argument(
-        "--steps", type=int_range(1, 1_000_000), help=f"default {defaults.RENDER['steps']}"
-    )
-    o.add_argument(
-        "--lr", type=float_range(0.0, lo_open=True), help=f"default {defaults.RENDER['lr']}"
-    )
+    o.add_argument("--steps", type=TYPES["steps"], help=f"default {defaults.RENDER['steps']}")
+    o.add_argument("--lr", type=TYPES["lr"], help=f"default {defaults.RENDER['lr']}")
     o.add_argument(
         "--optimizer", choices=sorted(OPTIMIZERS), help=f"default {defaults.RENDER['optimizer']}"
     )
@@ -125,12 +144,12 @@ def add_parser(sub) -> None:
     )
     o.add_argument(
         "--settle",
-        type=float_range(0.0, 1.0),
+        type=TYPES["settle"],
         help=f"final fraction of steps without transforms (default {defaults.RENDER['settle']})",
     )
     o.add_argument(
         "--seed",
-        type=int_range(0, 2**62),
+        type=TYPES["seed"],
         help=f"default {defaults.RENDER['seed']}; image i uses seed + i",
     )
     o.add_argument(
@@ -153,6 +172,7 @@ def add_parser(sub) -> None:
     )
     a = p.add_argument_group("start from a photo")
     a.add_argument("--init", metavar="PHOTO", help="start from this photo instead of noise")
+    add_image_args(a)
     a.add_argument(
         "--accentuate",
         type=float_range(0.0, lo_open=True),
@@ -173,7 +193,7 @@ def add_parser(sub) -> None:
         ("blur", "difference from a blurred copy"),
         ("diversity", "Gram dissimilarity across the batch (units on one layer)"),
     ]:
-        r.add_argument(f"--{name}", type=float_range(0.0), metavar="W", help=what)
+        r.add_argument(f"--{name}", type=TYPES[name], metavar="W", help=what)
     d = p.add_argument_group("device and output")
     d.add_argument("--device", help="auto (default), cpu, cuda or mps")
     d.add_argument(
@@ -202,14 +222,62 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help=f"folder for several images (default {defaults.RENDER_OUT_DIR}/)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, memory_hint=memory_hint)
+
+
+def memory_hint(args) -> str:
+    return "lower --size, or render fewer images at once (--batch, fewer --unit/--class)"
 
 
 # ---------------------------------------------------------------- the recipe
 
 
+def _from_recipe(path: str, key: str, value):
+    """A setting read from a --from PNG, checked as its flag would be."""
+    from ..optim import OPTIMIZERS
+    from ..param import PARAMS
+    from ..transforms import PRESETS
+
+    def bad(why: str) -> UsageError:
+        return UsageError(
+            f"the recipe in {path} has {key} = {value!r} ({why}); the PNG is damaged or was "
+            f"edited: give --{key.replace('_', '-')} yourself, or render it anew"
+        )
+
+    if key in TYPES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("not a number")
+        try:
+            return TYPES[key](repr(value) if isinstance(value, float) else str(value))
+        except argparse.ArgumentTypeError as e:
+            raise bad(str(e)) from None
+    choices = {"optimizer": OPTIMIZERS, "param": PARAMS, "transforms": PRESETS}.get(key)
+    if choices is not None and value not in choices:
+        raise bad(f"not one of {', '.join(sorted(choices))}")
+    if key in ("decorrelate", "amp") and not isinstance(value, bool):
+        raise bad("not true or false")
+    if key == "size" and value is not None:
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            raise bad("not [height, width]")
+        try:
+            image_size(f"{value[1]}x{value[0]}")
+        except argparse.ArgumentTypeError as e:
+            raise bad(str(e)) from None
+    if key in ("init", "spectrum", "accentuate_layer", "device") and not (
+        value is None or isinstance(value, str)
+    ):
+        raise bad("not a name")
+    return value
+
+
 def _merge_recipe(args) -> dict | None:
     """Fill unset options from ``--from PNG`` (if any), then from the defaults."""
+    from ..models import check_name
+
     recipe = recipes.read(args.recipe) if args.recipe else None
     if args.accentuate and args.transforms is None and recipe is None:
         # closeness is measured against the photo as it is: no random geometry by default
@@ -225,7 +293,10 @@ def _merge_recipe(args) -> dict | None:
     settings = (recipe or {}).get("settings", {})
     for key, default in SETTINGS.items():
         if getattr(args, key, None) is None:
-            setattr(args, key, settings.get(key, default))
+            if key in settings:
+                setattr(args, key, _from_recipe(args.recipe, key, settings[key]))
+            else:
+                setattr(args, key, default)
     if args.init is not None:
         args.init = os.path.abspath(args.init)  # the recipe must find it from anywhere
     if args.accentuate and args.init is None:
@@ -236,12 +307,19 @@ def _merge_recipe(args) -> dict | None:
         args.model = (recipe or {}).get("model", defaults.MODEL)
         if recipe is not None and args.weights is None:
             args.weights = recipe.get("weights")
+    check_name(args.model)  # an unknown model is named as such, before anything else
     if args.thresholds is None:  # --from a frame renders up to that frame only
         frame = (recipe or {}).get("frame")
+        if frame is not None:
+            if isinstance(frame, bool) or not isinstance(frame, int) or frame < 1:
+                raise UsageError(
+                    f"the recipe in {args.recipe} has frame = {frame!r}, not a step count; "
+                    "the PNG is damaged or was edited"
+                )
         args.thresholds = [int(frame)] if frame else []
     if not args.targets:
         if recipe is not None:
-            args.targets = [list(t) for t in recipe["targets"]]
+            args.targets = recipes.targets_of(recipe["targets"])
         elif args.model == defaults.MODEL:
             args.targets = [["unit", defaults.RENDER_UNIT]]
         else:
@@ -257,30 +335,35 @@ def _slug(text: str) -> str:
 
 
 def _output_paths(args, labels: list[str], recipe: dict | None) -> dict[int, Path]:
-    """Image index -> output path, checked before any rendering."""
+    """Image index -> output path, checked (dreamviz.commands.output) before any rendering."""
     n = len(labels)
-    if args.output and args.out:
+    if args.output is not None and args.out is not None:
         raise UsageError("give -o FILE (one image) or --out DIR (several), not both")
-    if recipe is not None and not args.out:  # --from: the one image it names
-        args.output = args.output or defaults.RENDER_OUT
-    if args.output:
-        path = Path(args.output)
-        if path.suffix.lower() != ".png":
-            raise UsageError(f"-o {args.output}: the output is a PNG; end the name with .png")
-        if path.is_dir():
-            raise UsageError(f"-o {args.output} is a folder; use --out DIR for a folder")
+    if recipe is not None and args.out is None:  # --from: the one image it names
+        args.output = defaults.RENDER_OUT if args.output is None else args.output
+    if args.output is not None:
+        why = "the recipe that --from reads lives in the PNG"
+        path = output.file(args.output, "-o", [".png"], why, folder_flag="--out")
         if recipe is not None:
-            return {min(int(recipe.get("index", 0)), n - 1): path}
+            index = recipe.get("index", 0)
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise UsageError(
+                    f"the recipe in {args.recipe} has index = {index!r}, not an image number; "
+                    "the PNG is damaged or was edited"
+                )
+            return {min(index, n - 1): path}
         if n > 1:
             raise UsageError(f"-o names one file but {n} images are rendered; use --out DIR")
         return {0: path}
-    if args.out or n > 1:
-        folder = Path(args.out or defaults.RENDER_OUT_DIR)
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--out {folder} is a file; give a folder")
+    if args.out is not None or n > 1:
+        shown = defaults.RENDER_OUT_DIR if args.out is None else args.out
+        folder = output.folder(shown, "--out", file_flag="-o")
         width = len(str(n - 1))
-        return {i: folder / f"{i:0{width}d}_{_slug(label)}.png" for i, label in enumerate(labels)}
-    return {0: Path(defaults.RENDER_OUT)}
+        return {
+            i: output.inside(folder / f"{i:0{width}d}_{_slug(label)}.png", "--out")
+            for i, label in enumerate(labels)
+        }
+    return {0: output.file(defaults.RENDER_OUT, "-o", [".png"])}
 
 
 def _suffixed(path: Path, tag: str) -> Path:
@@ -318,15 +401,16 @@ def run(args) -> int:
     from ..models import load_model
 
     recipe = _merge_recipe(args)
-    model = load_model(args.model, weights=args.weights, device=args.device)
-    objective, labels = recipes.objective(model, args.targets, args.batch, args.diversity)
-    paths = _output_paths(args, labels, recipe)
-    settings = _settings(args, model)
     if args.thresholds and args.thresholds[-1] > args.steps:
         raise UsageError(
             f"--thresholds {args.thresholds[-1]} is beyond --steps {args.steps}; "
             "use step counts up to --steps"
         )
+    planned = [text for _, text in recipes.targets_of(args.targets) for _ in range(args.batch)]
+    paths = _output_paths(args, planned, recipe)  # before the model loads: fail early
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    objective, labels = recipes.objective(model, args.targets, args.batch, args.diversity)
+    settings = _settings(args, model)
     frame_only = (recipe or {}).get("frame") if args.recipe else None
     made = {
         i: recipes.make(
@@ -344,22 +428,27 @@ def run(args) -> int:
 
     bar, callback = _progress(args.steps)
     error = None
-    try:
-        result = render(
-            model,
-            objective,
-            batch=len(labels),
-            thresholds=args.thresholds,
-            callback=callback,
-            alpha=args.alpha,
-            **recipes.render_kwargs(settings, model),
-        )
-        images, frames = result.images, result.frames
-    except NonFiniteError as e:
-        error = e
-        images, frames = e.last_good.float().clamp(0, 1), {}
-    finally:
-        bar.close()
+    with warnings.catch_warnings(record=True) as noted:
+        warnings.simplefilter("always")
+        try:
+            result = render(
+                model,
+                objective,
+                batch=len(labels),
+                thresholds=args.thresholds,
+                callback=callback,
+                alpha=args.alpha,
+                **recipes.render_kwargs(settings, model),
+            )
+            images, frames = result.images, result.frames
+        except NonFiniteError as e:
+            if e.last_good is None:  # nothing was made: nothing to save
+                raise
+            error = e
+            images, frames = e.last_good.float().clamp(0, 1), {}
+        finally:
+            bar.close()
+    warn(noted)
 
     if frame_only and frame_only in frames and error is None:
         images = frames[frame_only]

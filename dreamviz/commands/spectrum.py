@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import emit, int_range, parent
+from . import add_image_args, emit, int_range, output, parent
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,12 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", default="spectrum.npy", metavar="FILE", help="a .npy file")
     p.add_argument("--size", type=int_range(16, 1024), default=224, help="grid size (224)")
     p.add_argument("--fit", action="store_true", help="write the fitted 1/f^a law")
-    p.set_defaults(func=run)
+    add_image_args(p)
+    p.set_defaults(func=run, memory_hint=memory_hint)
+
+
+def memory_hint(args) -> str:
+    return "lower --size"
 
 
 def run(args) -> int:
@@ -31,16 +36,19 @@ def run(args) -> int:
     from ..io import IMAGE_SUFFIXES, atomic_path, read_image
     from ..param import fit_spectrum_law, natural_spectrum, spectrum_law
 
-    out = Path(args.output)
-    if out.suffix.lower() != ".npy":
-        raise UsageError(f"-o {args.output}: the spectrum is written as a .npy file")
+    out = output.file(args.output, "-o", [".npy"], "numpy's format, which --spectrum reads")
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UsageError(f"{args.folder!r} is not a folder; give a folder of photos")
-    paths = sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(
+        q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()
+    )
     if not paths:
         raise UsageError(f"{args.folder!r} holds no JPEG, PNG or WebP photos")
-    mag = natural_spectrum([read_image(p) for p in paths], size=args.size)
+    total = 0
+    for path in paths:  # one photo in memory at a time: the mean of their spectra
+        total = total + natural_spectrum([read_image(path)], size=args.size)
+    mag = total / len(paths)
     if args.fit:
         mag = spectrum_law(args.size, *fit_spectrum_law(mag))
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
