@@ -65,6 +65,16 @@ def int_range(lo: int, hi: int | None = None):
     return parse
 
 
+def int_or_auto(lo: int):
+    """argparse type: ``auto`` or an integer >= ``lo``."""
+    number = int_range(lo)
+
+    def parse(text: str) -> int | str:
+        return "auto" if str(text).strip().lower() == "auto" else number(text)
+
+    return parse
+
+
 def float_range(lo: float, hi: float | None = None, lo_open: bool = False):
     """argparse type: a float in [lo, hi] (or (lo, hi] with ``lo_open``)."""
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..defaults import SALIENCY
-from . import FLAGS, add_model_args, emit, float_range, int_range, parent
+from . import FLAGS, add_model_args, emit, float_range, int_or_auto, int_range, parent
 
 
 def add_parser(sub) -> None:
@@ -70,9 +70,10 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int_range(1),
+        type=int_or_auto(1),
         default=SALIENCY["internal_batch_size"],
-        help=f"rows per pass (memory; default: {SALIENCY['internal_batch_size']})",
+        help="rows per pass: auto (sized for the device and image) or a number "
+        f"(default: {SALIENCY['internal_batch_size']})",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
