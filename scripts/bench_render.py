@@ -19,11 +19,13 @@ rounds. Also prints ms/step at batch 1 and 8.
     python scripts/bench_render.py                 # batch 1 and 8
     python scripts/bench_render.py --quick         # fewer rounds
     python scripts/bench_render.py --write table.md
+    python scripts/bench_render.py --device cuda --batches 1,16 --amp   # bf16 autocast on both
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -62,19 +64,32 @@ def truncated(model, layer: str) -> nn.Module:
     return nn.Sequential(_Normalize(model), net.stem, *list(net.blocks)[: k + 1])
 
 
+AMP = False  # --amp: bf16 autocast on CUDA, for render and the bare pass alike
+
+
+def sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def bare_steps(net, x, n: int) -> list[float]:
     times = []
+    amp = AMP and x.device.type == "cuda"
     for _ in range(n):
+        sync(x)
         start = time.perf_counter()
         xi = x.detach().requires_grad_(True)
-        net(xi).mean().backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            out = net(xi).float()
+        out.mean().backward()
         _ = xi.grad
+        sync(x)
         times.append((time.perf_counter() - start) * 1e3)
     return times
 
 
 def render_steps(model, objective, batch: int, n: int) -> list[float]:
-    stamps = []
+    stamps = []  # render syncs every step (it reads the objective values back)
     render(
         model,
         objective,
@@ -82,6 +97,8 @@ def render_steps(model, objective, batch: int, n: int) -> list[float]:
         batch=batch,
         steps=n + 1,
         settle=0.0,
+        amp=AMP,
+        progress=False,
         callback=lambda s, total, v: stamps.append(time.perf_counter()),
     )
     return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
@@ -95,12 +112,12 @@ def objective_for(layer: str, c: int, batch: int):
     return sum(terms)
 
 
-def measure(model, batch: int, rounds: int, per_round: int) -> list[dict]:
+def measure(model, batch: int, rounds: int, per_round: int, cases=CASES) -> list[dict]:
     rows = []
-    for position, layer, c in CASES:
+    for position, layer, c in cases:
         net = truncated(model, layer)
         obj = objective_for(layer, c, batch)
-        x = torch.rand(batch, 3, 236, 236)
+        x = torch.rand(batch, 3, 236, 236, device=model.device)
         bare_steps(net, x, 2)  # warm-up
         render_steps(model, obj, batch, 2)
         r_times, b_times = [], []
@@ -151,19 +168,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 4 steps")
     ap.add_argument("--write", help="also write the markdown table to this file")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA) on both sides")
+    ap.add_argument(
+        "--cases", default=",".join(c[0] for c in CASES), help="early,middle,late,class"
+    )
     args = ap.parse_args()
+    global AMP
+    AMP = args.amp
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.rounds, args.per_round = 3, 4
-    model = dreamviz.load_model(device="cpu")
+    model = dreamviz.load_model(device=args.device)
+    cases = [c for c in CASES if c[0] in args.cases.split(",")]
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
-        rows += measure(model, batch, args.rounds, args.per_round)
+        rows += measure(model, batch, args.rounds, args.per_round, cases)
     text = table(rows)
+    dev = model.device
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; device {where}"
+        f"{', bf16 autocast' if AMP and dev.type == 'cuda' else ''}"
     )
     print()
     print(text)
