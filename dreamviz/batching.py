@@ -12,8 +12,9 @@ from the device, the image size and the deepest layer the pass needs:
 * **CUDA:** the largest chunk whose activations (the sum over the layers up to that one, times
   ``BATCHING["cuda_overhead"]`` for gradients and workspace) fit ``BATCHING["cuda_fraction"]``
   of the free memory, at most ``BATCHING["max_rows"]``.
-* **Out of memory:** :class:`Chunker` and :func:`split_on_oom` catch the out-of-memory error,
-  halve the chunk and retry it, so a budget that guessed too high costs time, never the result.
+* **Out of memory:** :class:`Chunker` (rows) and :class:`Splitter` (groups of units) catch the
+  out-of-memory error, halve the chunk and retry it, so a budget that guessed too high costs
+  time, never the result.
 
 Chunks are balanced: 64 rows at most 24 a pass go as 22 + 21 + 21, not 24 + 24 + 16.
 """
@@ -186,25 +187,43 @@ class Chunker:
             r0 = r1
 
 
+class Splitter:
+    """``work(group)`` over a stream of groups (a gallery's batches of units): a group that
+    runs out of memory is halved, and halved again as needed; the later groups are then cut to
+    the size that fitted. ``cap`` is that size (None until a group was split)."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.device = device
+        self.cap: int | None = None
+
+    def __call__(self, work: Callable[[list], list], items: Sequence) -> list:
+        items = list(items)
+        if self.cap is not None and len(items) > self.cap:
+            parts = [items[i : i + self.cap] for i in range(0, len(items), self.cap)]
+            return [r for part in parts for r in self(work, part)]
+        try:
+            return work(items)
+        except Exception as e:  # noqa: BLE001 - re-raised unless out of memory
+            if len(items) <= 1 or not is_oom(e):
+                raise
+        release(self.device)  # outside the except block: the failed pass's tensors are freed
+        half = (len(items) + 1) // 2
+        self.cap = half if self.cap is None else min(self.cap, half)
+        return self(work, items[:half]) + self(work, items[half:])
+
+
 def split_on_oom(
     work: Callable[[list], list], items: Sequence, device: torch.device | str | None = None
 ) -> list:
     """``work(items)``; if that runs out of memory, each half of ``items`` in turn (halving
     again as needed): the concatenated results. One item that does not fit re-raises."""
-    items = list(items)
-    try:
-        return work(items)
-    except Exception as e:  # noqa: BLE001 - re-raised unless out of memory
-        if len(items) <= 1 or not is_oom(e):
-            raise
-    release(device)
-    half = len(items) // 2
-    return split_on_oom(work, items[:half], device) + split_on_oom(work, items[half:], device)
+    return Splitter(device)(work, items)
 
 
 __all__ = [
     "AUTO",
     "Chunker",
+    "Splitter",
     "balanced",
     "is_oom",
     "release",

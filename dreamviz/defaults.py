@@ -55,7 +55,7 @@ GALLERY = MappingProxyType(
     {
         "size": 128,
         "steps": 256,
-        "batch": 16,  # units optimized together in one pass
+        "batch": "auto",  # units per pass: dreamviz.batching.rows_per_pass (16 at 128 px on a CPU)
         "channels": "all",
         "out": "gallery",
         "natural": "auto",  # photos for the activation ratio: the bundled samples

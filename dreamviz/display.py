@@ -192,6 +192,8 @@ def html_grid(
     (escaped text, the first in bold); images are inline PNGs, so the notebook keeps them."""
     figs = []
     for images, lines in tiles:
+        if not images:
+            continue
         width = sum(im.size[0] for im in images) + 2 * (len(images) - 1)
         alt = html.escape(lines[0] if lines else "", quote=True)
         imgs = "".join(
@@ -265,6 +267,10 @@ class Displayable:
     def _footer(self) -> str | None:
         return None
 
+    def _count(self) -> int:
+        """How many images the result has (it may draw only the first of them)."""
+        return len(self._tiles())
+
     def _shown(self) -> list[tuple[list[Image.Image], list[str]]]:
         """The tiles as displayed: at most ``DISPLAY['max_images']``, scaled to fit."""
         side = DISPLAY["max_side"]
@@ -303,8 +309,10 @@ class Displayable:
         else:
             self.to_pil().show()
 
-    def _repr_png_(self) -> bytes:
+    def _repr_png_(self) -> bytes | None:
         shown = self._shown()
+        if not shown:
+            return None
         return png_bytes(
             grid(
                 [_side_by_side(images) for images, _ in shown],
@@ -317,7 +325,7 @@ class Displayable:
         return html_grid(self._shown(), self._more(self._title()), self._footer())
 
     def _more(self, title: str | None) -> str | None:
-        n = len(self._tiles())
+        n = self._count()
         if n <= DISPLAY["max_images"]:
             return title
         extra = f"(first {DISPLAY['max_images']} of {n})"
@@ -341,7 +349,7 @@ def _side_by_side(images: Sequence[Image.Image]) -> Image.Image:
 # ----------------------------------------------------------------------------- live
 
 
-def _tqdm():
+def notebook_tqdm():
     """``tqdm.auto``'s class: the notebook widget where ipywidgets is installed, else the text
     bar (tqdm.auto would fall back to it too, with a warning about ipywidgets)."""
     if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
@@ -356,7 +364,7 @@ class Bar:
     ``DISPLAY['progress_delay']`` seconds, so quick calls stay quiet."""
 
     def __init__(self, total: int, desc: str, unit: str = "step"):
-        tqdm = _tqdm()
+        tqdm = notebook_tqdm()
         kw = dict(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
         if not in_notebook():
             kw["file"] = sys.stderr
@@ -424,6 +432,7 @@ __all__ = [
     "grid",
     "html_grid",
     "in_notebook",
+    "notebook_tqdm",
     "interactive",
     "make_preview",
     "preview_every",

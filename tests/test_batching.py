@@ -3,8 +3,10 @@ instead of failing: in the policy's own helpers, in saliency, in multi-view rend
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import dreamviz
@@ -192,3 +194,45 @@ def test_render_without_views_is_untouched_by_the_policy(lite0, monkeypatch):
     before = dreamviz.render(lite0, "blocks.2:1", **kw)
     monkeypatch.setattr(batching, "BATCHING", {**BATCHING, "cpu_bytes": 1})
     assert torch.equal(dreamviz.render(lite0, "blocks.2:1", **kw).images, before.images)
+
+
+# --------------------------------------------------------------------------- galleries
+
+
+def test_gallery_auto_batch_follows_the_policy_and_splits_on_out_of_memory(
+    lite0, tmp_path, monkeypatch
+):
+    from dreamviz import engine, gallery
+
+    sizes = []
+    real = engine.render
+
+    def picky(model, objective, **kw):  # 'out of memory' above 2 units a pass
+        sizes.append(kw["batch"])
+        if kw["batch"] > 2:
+            raise oom(kw["batch"])
+        return real(model, objective, **kw)
+
+    monkeypatch.setattr(batching, "BATCHING", {**BATCHING, "cpu_bytes": 2**40})  # 6 a pass
+    monkeypatch.setattr(engine, "render", picky)
+    kw = dict(size=32, steps=2, progress=False, natural=None)
+    result = gallery.build(lite0, "blocks.3", "0-5", out=tmp_path / "g", **kw)
+    # all 6 at once, then halves of halves; the second half is cut to the size that fitted
+    assert sizes == [6, 3, 2, 1, 2, 1]
+    assert sorted(result.rendered) == [f"blocks.3:{c}" for c in range(6)]
+    batches = {r["unit"]: r["batch_size"] for r in result.records}
+    assert set(batches.values()) <= {1, 2}
+    monkeypatch.setattr(engine, "render", real)
+    # the same units as rendered two at a time from the start, up to float rounding
+    again = gallery.build(lite0, "blocks.3", "0-5", out=tmp_path / "h", batch=2, **kw)
+    for r in again.records:
+        a = np.asarray(Image.open(tmp_path / "g" / r["file"]))
+        b = np.asarray(Image.open(tmp_path / "h" / r["file"]))
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2, r["unit"]
+
+
+def test_gallery_auto_batch_at_the_measured_sizes(lite0):
+    # docs/PERFORMANCE.md: at 224 px batch 16 was slower per unit than batch 1 on the CPU,
+    # batch 8 faster; at 128 px batch 16 was 3.4x faster than batch 1
+    assert 2 <= rows_per_pass(lite0, 224, ["blocks.8"]) <= 8
+    assert rows_per_pass(lite0, 128, ["blocks.8"], rows=16) == 16

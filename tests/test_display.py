@@ -296,3 +296,21 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+def test_a_gallery_shows_its_first_units_and_links_its_page(lite0, tmp_path, monkeypatch):
+    out = tmp_path / "gal"
+    kw = dict(size=32, steps=2, progress=False, natural=None, out=out)
+    result = dreamviz.gallery.build(lite0, "blocks.3", "0-4", **kw)
+    page = check_html(result._repr_html_())
+    assert len(page.images) == 5
+    text = " ".join(page.text)
+    assert "blocks.3:0" in text and "objective" in text and "5 units (5 rendered" in text
+    assert 'href="' + str(out / "index.html") in result._repr_html_()
+    assert png(result._repr_png_()).size[0] > 5 * 32
+    monkeypatch.setattr(display, "DISPLAY", {**display.DISPLAY, "max_images": 2})
+    page = check_html(result._repr_html_())
+    assert len(page.images) == 2 and "(first 2 of 5)" in " ".join(page.text)
+    assert "GalleryResult(out=" in repr(result)
+    (out / "blocks.3" / "0000.png").unlink()  # a deleted PNG is left out, not an error
+    assert len(check_html(result._repr_html_()).images) == 2

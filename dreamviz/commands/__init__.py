@@ -65,9 +65,9 @@ def int_range(lo: int, hi: int | None = None):
     return parse
 
 
-def int_or_auto(lo: int):
-    """argparse type: ``auto`` or an integer >= ``lo``."""
-    number = int_range(lo)
+def int_or_auto(lo: int, hi: int | None = None):
+    """argparse type: ``auto`` or an integer in [lo, hi]."""
+    number = int_range(lo, hi)
 
     def parse(text: str) -> int | str:
         return "auto" if str(text).strip().lower() == "auto" else number(text)
