@@ -143,7 +143,7 @@ EXPLAIN = MappingProxyType(
 #: yet: no GPU was available; an out-of-memory error halves the chunk and retries).
 BATCHING = MappingProxyType(
     {
-        "cpu_bytes": 32 * 2**20,
+        "cpu_bytes": 40 * 2**20,
         "cpu_min_rows": 1,
         "cuda_fraction": 0.5,
         "cuda_overhead": 3.0,
