@@ -463,6 +463,8 @@ def _dream_bound(
         bar.close()
     result.image = dreamed
     result.seconds = time.perf_counter() - start
+    if live is not None and not isinstance(preview, display.Preview):
+        live.finish(result)  # the preview becomes the result (frames share one: not finished)
     return result
 
 

@@ -415,10 +415,17 @@ class Preview:
         else:
             self.handle.update(picture)
 
+    def finish(self, result) -> None:
+        """Replace the preview by ``result``'s own display (its images with their captions),
+        so the finished picture is not shown twice."""
+        if self.active and self.handle is not None:
+            self.handle.update(result)
+
 
 def make_preview(preview, title: str) -> Preview | None:
     """A :class:`Preview` for ``preview`` (see :func:`preview_every`), or None when off or
-    outside a notebook; a :class:`Preview` passes through (several calls share one)."""
+    outside a notebook; a :class:`Preview` passes through (several calls share one, and the
+    caller that made it calls :meth:`Preview.finish`)."""
     if isinstance(preview, Preview):
         return preview if preview.active else None
     p = Preview(preview_every(preview), title)

@@ -540,8 +540,6 @@ def render(
         final = param().detach().float().clamp(0, 1)
     if interrupted and history:
         final = last_good.float().clamp(0, 1)
-    if live is not None:
-        live.update(final, f"step {len(history)}/{steps}" + (" (stopped)" if interrupted else ""))
     result = RenderResult(
         images=final.cpu(),
         history=torch.stack(history) if history else torch.zeros(0, n),
@@ -552,4 +550,8 @@ def render(
         alpha=evidence.float().cpu() if evidence is not None else None,
     )
     result._model = weakref.ref(model)  # for the captions' predicted classes (display only)
+    if live is not None and isinstance(preview, display.Preview):  # a dream's octave
+        live.update(final, f"step {len(history)}/{steps}")
+    elif live is not None:  # the preview becomes the result, captions and all
+        live.finish(result)
     return result

@@ -236,8 +236,9 @@ def test_render_progress_and_preview_change_no_pixel(lite0, monkeypatch, capsys)
     watched = dreamviz.render(lite0, "blocks.2:4", progress=True, preview=2, **kw)
     assert torch.equal(watched.images, quiet.images)
     assert torch.equal(watched.history, quiet.history)
-    assert len(nb.shown) == 1 and len(nb.updates) == 3  # steps 4 and 6, then the final images
-    assert all(isinstance(p, Image.Image) for p in nb.shown + nb.updates)
+    assert len(nb.shown) == 1 and len(nb.updates) == 3  # steps 4 and 6, then the result
+    assert all(isinstance(p, Image.Image) for p in nb.shown + nb.updates[:-1])
+    assert nb.updates[-1] is watched  # the preview became the result, with its captions
     assert "6/6" in capsys.readouterr().err  # the bar counted every step
 
 
@@ -251,6 +252,7 @@ def test_dream_and_saliency_progress_change_nothing(lite0, assets_dir, monkeypat
     watched = dreamviz.dream(lite0, photo, "blocks.4", progress=True, preview=1, **kw)
     assert torch.equal(watched.image, quiet.image)
     assert len(nb.shown) == 1 and len(nb.updates) >= 4  # one handle, redrawn in place
+    assert nb.updates[-1] is watched and isinstance(nb.updates[-2], Image.Image)
     shown = dreamviz.saliency(lite0, photo, method="smoothgrad", samples=3, progress=True)
     assert torch.equal(shown, maps)
     err = capsys.readouterr().err

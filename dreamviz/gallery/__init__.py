@@ -81,7 +81,7 @@ class GalleryResult(Displayable):
             if r.get("objective") is not None:
                 lines.append(f"objective {r['objective']:.4g}")
             if r.get("activation_ratio") is not None:
-                lines.append(f"{r['activation_ratio']:.2f}x natural max")
+                lines.append(f"{r['activation_ratio']:.3g}x natural")
             tiles.append(([image], lines))
         return tiles
 
