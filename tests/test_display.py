@@ -23,7 +23,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def png(data: bytes) -> Image.Image:
-    assert data.startswith(PNG_SIGNATURE)
+    assert data.startswith(PNG_SIGNATURE) and data.endswith(b"IEND\xaeB`\x82")  # whole
     image = Image.open(io.BytesIO(data))
     image.load()  # decodes every byte: a truncated or corrupt PNG raises
     return image
@@ -264,6 +264,22 @@ def test_previews_are_quiet_outside_a_notebook(lite0):
     quiet = dreamviz.render(lite0, "blocks.2:4", size=32, steps=2, progress=False)
     shown = dreamviz.render(lite0, "blocks.2:4", size=32, steps=2, progress=False, preview=1)
     assert torch.equal(quiet.images, shown.images)
+
+
+def test_importing_dreamviz_imports_no_notebook_machinery(tmp_path):
+    """Where IPython and matplotlib are installed, importing dreamviz still loads neither."""
+    script = """
+import sys
+import dreamviz, dreamviz.display, dreamviz.gallery
+heavy = ("IPython", "ipywidgets", "ipykernel", "matplotlib")
+loaded = [m for m in sys.modules if m.split(".")[0] in heavy]
+assert not loaded, loaded
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_dreamviz_needs_neither_ipython_nor_matplotlib(tmp_path):
