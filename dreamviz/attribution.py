@@ -34,8 +34,11 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from . import defaults as D
+from . import display
 from ._quadrature import QUADRATURES, path_integral, quadrature
-from .defaults import SALIENCY
+from .batching import AUTO, Chunker, rows_per_pass
+from .defaults import DISPLAY, SALIENCY
+from .display import Displayable
 from .errors import UsageError, arg, suggest
 from .hooks import LOGITS, Capture, as_nchw, check_layer, probe
 from .io import as_batch
@@ -182,13 +185,20 @@ class _GuidedReLU(TorchFunctionMode):
 
 
 class _Run:
-    """One saliency call: the images, the targets, the capture, and the passes over rows."""
+    """One saliency call: the images, the targets, the capture, and the passes over rows.
 
-    def __init__(self, model: VisionModel, images: torch.Tensor, target: _Target, batch: int):
+    Rows go through the network ``chunker.size`` at a time; a chunk that runs out of memory is
+    halved and retried (:class:`dreamviz.batching.Chunker`), which never changes the maps.
+    ``bar``, when given, counts the rows of the gradient passes."""
+
+    def __init__(
+        self, model: VisionModel, images: torch.Tensor, target: _Target, chunker: Chunker, bar=None
+    ):
         self.model = model
         self.images = images
         self.target = target
-        self.batch = batch
+        self.chunker = chunker
+        self.bar = bar
         self.capture: Capture | None = None
         self.info: dict = {}
         self._clean: torch.Tensor | None = None
@@ -197,23 +207,35 @@ class _Run:
     def n(self) -> int:
         return self.images.shape[0]
 
-    def chunks(self, samples: int = 1, ids: torch.Tensor | None = None):
-        """Rows in chunks, image-major: ``(local, owner, sample)`` index tensors, where
-        ``owner = ids[local]`` is the image of the row (``ids``: all images by default)."""
+    def each(self, work: Callable, samples: int = 1, ids: torch.Tensor | None = None):
+        """Yield ``work(local, owner, sample)`` over the rows in chunks, image-major: index
+        tensors where ``owner = ids[local]`` is the image of the row (``ids``: all images by
+        default). ``work`` may be called again for the same rows after out-of-memory."""
         dev = self.images.device
         ids = torch.arange(self.n, device=dev) if ids is None else ids
-        total = len(ids) * samples
-        for r0 in range(0, total, self.batch):
-            r = torch.arange(r0, min(r0 + self.batch, total), device=dev)
-            yield r // samples, ids[r // samples], r % samples
+
+        def rows(r0: int, r1: int):
+            r = torch.arange(r0, r1, device=dev)
+            return work(r // samples, ids[r // samples], r % samples)
+
+        yield from self.chunker.run(len(ids) * samples, rows)
 
     def scores(self, make: Callable, samples: int = 1) -> torch.Tensor:
         """Target values (no gradients) at inputs ``make(owner, s)``: N x samples."""
         out = self.images.new_empty(self.n * samples)
-        with torch.no_grad():
-            for _, owner, s in self.chunks(samples):
+
+        def work(_, owner, s):
+            with torch.no_grad():
                 out[owner * samples + s] = self.target.values(self.capture(make(owner, s)), owner)
+
+        for _ in self.each(work, samples):
+            pass
         return out.view(self.n, samples)
+
+    def counted(self, rows: int) -> None:
+        """``rows`` rows of gradient passes are done (the progress bar)."""
+        if self.bar is not None:
+            self.bar.update(rows)
 
     def clean_scores(self) -> torch.Tensor:
         """f(x) for the images themselves (this also resolves top-1 targets); computed once."""
@@ -246,10 +268,15 @@ class _Run:
     def passes(self, make: Callable, samples=1, ids=None, guided=False):
         """Forward+backward passes over rows ``make(owner, s)``, in chunks: yields
         ``(local, owner, s, d(score)/d(input), score)``."""
-        for local, owner, s in self.chunks(samples, ids):
+
+        def work(local, owner, s):
             with torch.no_grad():
                 x = make(owner, s)
-            yield (local, owner, s, *self.backward(x, owner, guided=guided))
+            return (local, owner, s, *self.backward(x, owner, guided=guided))
+
+        for out in self.each(work, samples, ids):
+            self.counted(len(out[0]))
+            yield out
 
     def gradients(self, make: Callable, samples=1, weights=None, guided=False):
         """Sum over samples s of ``weights[i, s] * d(score)/d(input)`` at inputs
@@ -458,14 +485,17 @@ def gradcam(run: _Run, layer: str | None = None, relu: bool = True) -> torch.Ten
             f"with one, e.g. {gradcam_layer(run.model, size)}"
         )
     run.info["layer"] = name
-    cams = []
-    for _, owner, _ in run.chunks():
+
+    def work(_, owner, __):
         act, grad = run.backward(run.images[owner], owner, layer=name)
         # channels-last maps are permuted, token layers put on their patch grid (class token
         # left out): the user writes no reshape_transform
         act, grad = as_nchw(act, lay), as_nchw(grad, lay)
         cam = (grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True)
-        cams.append(cam.clamp_min(0) if relu else cam)
+        run.counted(len(owner))
+        return cam.clamp_min(0) if relu else cam
+
+    cams = list(run.each(work))
     return F.interpolate(torch.cat(cams), size=size, mode="bilinear", align_corners=False)
 
 
@@ -478,22 +508,31 @@ def guided_gradcam(run: _Run, layer: str | None = None) -> torch.Tensor:
 # --------------------------------------------------------------------------- registry
 
 
+def _one(options: dict) -> int:
+    return 1
+
+
 @dataclass(frozen=True)
 class Method:
     fn: Callable
     reduce: str  # the documented reduction over colour channels
     clean: bool = True  # the rows are the images themselves (top-1 found in the same pass)
     layer: bool = False  # takes ``layer=``, a feature map the capture must also hook
+    passes: Callable[[dict], int] = _one  # gradient passes per image, given the options
 
 
 METHODS: dict[str, Method] = {
     "gradient": Method(gradient, "max_abs"),
     "gradient_x_input": Method(gradient_x_input, "sum"),
-    "smoothgrad": Method(smoothgrad, "max_abs", clean=False),
-    "integrated_gradients": Method(integrated_gradients, "sum", clean=False),
+    "smoothgrad": Method(
+        smoothgrad, "max_abs", clean=False, passes=lambda o: o.get("samples", SALIENCY["samples"])
+    ),
+    "integrated_gradients": Method(
+        integrated_gradients, "sum", clean=False, passes=lambda o: o.get("steps", SALIENCY["steps"])
+    ),
     "guided_backprop": Method(guided_backprop, "max_abs"),
     "gradcam": Method(gradcam, "sum", layer=True),
-    "guided_gradcam": Method(guided_gradcam, "max_abs", layer=True),
+    "guided_gradcam": Method(guided_gradcam, "max_abs", layer=True, passes=lambda o: 2),
 }
 ALIASES = {"ig": "integrated_gradients", "grad": "gradient", "vanilla": "gradient"}
 
@@ -585,6 +624,7 @@ class SaliencyInfo:
     completeness_error: torch.Tensor | None = None  # IG: |sum(attr) - (f(x) - f(baseline))|
     delta: torch.Tensor | None = None  # IG: f(x) - f(baseline)
     guided_relus: int | None = None  # guided methods: ReLU calls guided per pass
+    internal_batch_size: int | None = None  # the most rows a pass took (after any halving)
 
     @property
     def relative_error(self) -> torch.Tensor | None:
@@ -601,8 +641,10 @@ def saliency(
     method: str = SALIENCY["method"],
     *,
     reduce: str | None = "auto",
-    internal_batch_size: int = SALIENCY["internal_batch_size"],
+    internal_batch_size: int | str = SALIENCY["internal_batch_size"],
     return_info: bool = False,
+    result: bool = False,
+    progress: bool | None = DISPLAY["progress"],
     **options,
 ):
     """Saliency maps of ``images`` for ``target`` under ``model``.
@@ -618,41 +660,185 @@ def saliency(
       ``None`` returns the raw signed attribution N x 3 x H x W with respect to the [0, 1]
       pixels (N x 1 x H x W for Grad-CAM); or a rule from :data:`REDUCTIONS`.
     * ``internal_batch_size``: rows per forward/backward pass (noise samples and IG steps are
-      batched across images): bounds memory, never changes the result.
+      batched across images): ``"auto"`` (the default) asks :func:`dreamviz.batching.rows_per_pass`
+      for the device, image size and target layer; an integer fixes it. A pass that runs out of
+      memory is halved and retried. Bounds memory and speed, never changes the result.
     * ``return_info``: also return a :class:`SaliencyInfo` (resolved targets, Grad-CAM layer, IG
-      completeness error).
+      completeness error, rows per pass).
+    * ``result``: return a :class:`SaliencyResult` instead (maps, images, info, and each
+      target class's probability), which shows itself in a notebook as photo | map | overlay
+      panels; ``result[i]`` and ``result.shape`` read the maps.
+    * ``progress``: a progress bar over the gradient passes (None: where a person is watching).
 
     Returns an N x H x W tensor on the images' device (the model's for PIL images and paths).
     """
     name, meth = get_method(method)
     _check_options(name, options)
-    _check_int("internal_batch_size", internal_batch_size, 1)
+    if internal_batch_size != AUTO:
+        _check_int("internal_batch_size", internal_batch_size, 1)
     if reduce not in (None, "auto"):
         _check_rule(reduce)
     model = as_vision_model(model)
     back = images.device if isinstance(images, torch.Tensor) else None
     x = as_batch(images, model)
     with model_guard(model):
-        run = _Run(model, x, _Target(model, target, x.shape[0]), internal_batch_size)
-        layers = list(run.target.layers)
+        target_ = _Target(model, target, x.shape[0])
+        layers = list(target_.layers)
         if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
-            own = [name for name in run.target.layers if name != LOGITS]
+            own = [name for name in target_.layers if name != LOGITS]
             options = {**options, "layer": _feature_layer(model, x, options.get("layer"), own)}
             layers.append(options["layer"])
-        with Capture(model, layers, stop_early=True, guard=False) as cap:
-            run.capture = cap
-            if not meth.clean and run.target.unresolved:
-                run.clean_scores()
-            raw = meth.fn(run, **options).detach()
+        chunker = _chunker(model, x, layers, internal_batch_size)
+        bar = display.progress_bar(progress, x.shape[0] * meth.passes(options), name, "row")
+        run = _Run(model, x, target_, chunker, bar)
+        try:
+            with Capture(model, layers, stop_early=True, guard=False) as cap:
+                run.capture = cap
+                if not meth.clean and run.target.unresolved:
+                    run.clean_scores()
+                raw = meth.fn(run, **options).detach()
+        finally:
+            if bar is not None:
+                bar.close()
     rule = meth.reduce if reduce == "auto" else reduce
     out = raw if rule is None else REDUCTIONS[rule](raw)
     out = out.to(back) if back is not None else out
-    if not return_info:
+    if not (return_info or result):
         return out
     t = run.target
     classes = [c if s < 0 else None for c, s in zip(t.classes.tolist(), t.slots.tolist())]
     known = {k: v for k, v in run.info.items() if k in SaliencyInfo.__dataclass_fields__}
-    return out, SaliencyInfo(name, run.target.labels(), classes, **known)
+    info = SaliencyInfo(
+        name, run.target.labels(), classes, internal_batch_size=chunker.largest, **known
+    )
+    if result:
+        return SaliencyResult(out, x.detach().float().cpu(), info, meth.reduce, model)
+    return out, info
+
+
+def _chunker(model: VisionModel, x: torch.Tensor, layers: list[str], size) -> Chunker:
+    """Rows per pass: ``size``, or for ``"auto"`` the policy's, balanced over the rows."""
+    if size != AUTO:
+        return Chunker(size, x.device)
+    most = rows_per_pass(model, tuple(x.shape[-2:]), layers, device=x.device)
+    return Chunker(most, x.device, balance=True)
+
+
+class SaliencyResult(Displayable):
+    """Saliency maps with what made them, for notebooks: ``saliency(..., result=True)``.
+
+    ``maps`` (the tensor :func:`saliency` returns), ``images`` (N x 3 x H x W, CPU), ``info``
+    (:class:`SaliencyInfo`), ``probabilities`` (per image, the softmax probability of its
+    target class; None for unit targets) and ``predictions`` (the model's top-1 class and its
+    probability). It shows itself as one panel per image: photo | map | overlay, captioned with
+    the target and its probability. ``result[i]``, ``len(result)``, ``result.shape`` and
+    ``numpy.asarray(result)`` read the maps; :meth:`overlay`, :meth:`heatmap` and :meth:`panel`
+    draw one image (:mod:`dreamviz.visualize`, whose keywords they take).
+    """
+
+    def __init__(self, maps, images, info: SaliencyInfo, rule: str, model=None):
+        self.maps = maps
+        self.images = images
+        self.info = info
+        self._rule = rule
+        self.probabilities: list[float | None] = [None] * images.shape[0]
+        self.predictions: list[tuple[str, float]] | None = None
+        if model is not None:
+            self._measure(model)
+
+    def _measure(self, model) -> None:
+        with model_guard(model), torch.no_grad():
+            x = self.images.to(model.device)
+            logits = torch.cat([model(x[i : i + 1]) for i in range(x.shape[0])])
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            return
+        probs = logits.float().softmax(1).cpu()
+        for i, c in enumerate(self.info.classes):
+            if c is not None and 0 <= c < probs.shape[1]:
+                self.probabilities[i] = float(probs[i, c])
+        p, k = probs.max(1)
+        names = model.classes
+        self.predictions = [
+            (names[j] if names and j < len(names) else f"class {j}", float(q))
+            for j, q in zip(k.tolist(), p.tolist())
+        ]
+
+    # tensor-like reading of the maps
+    def __getitem__(self, index):
+        return self.maps[index]
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def __iter__(self):
+        return iter(self.maps)
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.maps.detach().cpu().numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.maps.shape
+
+    def map2d(self, i: int) -> torch.Tensor:
+        """Image ``i``'s map as H x W (raw maps are reduced by the method's rule)."""
+        m = self.maps[i].detach().float().cpu()
+        if m.dim() == 3 and m.shape[0] > 1:
+            m = REDUCTIONS[self._rule](m[None])[0]
+        return m.reshape(m.shape[-2:])
+
+    def overlay(self, i: int = 0, **kwargs):
+        """Image ``i`` with its map blended over it (:func:`dreamviz.visualize.overlay`)."""
+        from .visualize import overlay
+
+        return overlay(self.images[i], self.map2d(i), **kwargs)
+
+    def heatmap(self, i: int = 0, **kwargs):
+        """Image ``i``'s map in colour (:func:`dreamviz.visualize.colorize`), as PIL."""
+        from PIL import Image
+
+        from .visualize import colorize
+
+        return Image.fromarray(colorize(self.map2d(i), **kwargs), "RGB")
+
+    def panel(self, i: int = 0, **kwargs):
+        """Photo | map | overlay of image ``i``, captioned (:func:`dreamviz.visualize.panel`)."""
+        from .visualize import panel
+
+        caption = kwargs.pop("caption", self._lines(i))
+        return panel(self.images[i], self.map2d(i), caption=caption, **kwargs)
+
+    def _lines(self, i: int) -> list[str]:
+        lines = [f"{self.info.method}: {self.info.targets[i]}"]
+        p = self.probabilities[i]
+        if p is not None:
+            lines.append(f"p = {p:.1%}")
+        if self.predictions is not None and (p is None or self.info.classes[i] is None):
+            name, q = self.predictions[i]
+            lines.append(f"seen as {name} ({q:.0%})")
+        elif self.predictions is not None and self.predictions[i][0] not in self.info.targets[i]:
+            name, q = self.predictions[i]
+            lines.append(f"top-1: {name} ({q:.0%})")
+        return lines
+
+    def _tiles(self):
+        from .display import as_pil
+
+        return [
+            ([as_pil(self.images[i]), self.heatmap(i), self.overlay(i)], self._lines(i))
+            for i in range(len(self))
+        ]
+
+    def _title(self) -> str:
+        n = len(self)
+        return f"saliency: {self.info.method}, {n} image{'s' if n != 1 else ''}"
+
+    def __repr__(self) -> str:
+        return (
+            f"SaliencyResult(maps {tuple(self.maps.shape)}, method={self.info.method!r}, "
+            f"targets={self.info.targets!r})"
+        )
 
 
 def _feature_layer(model: VisionModel, images: torch.Tensor, layer, own=()) -> str:
@@ -678,6 +864,7 @@ __all__ = [
     "QUADRATURES",
     "REDUCTIONS",
     "SaliencyInfo",
+    "SaliencyResult",
     "blur",
     "get_method",
     "gradcam_layer",

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from . import defaults as D
+from . import display
 from . import objectives as obj_mod
 from . import transforms as tf_mod
 from .engine import render, tile_boxes
@@ -60,9 +62,10 @@ PIXEL_UNITS = 255.0  # lr is given in 0-255 grey levels
 _OCTAVE_SEED = 1_000_003  # octave k of seed s uses render seed s * _OCTAVE_SEED + k
 
 
-@dataclass
-class DreamResult:
-    """The dreamed image (3 x H x W in [0, 1], CPU) and what happened on the way."""
+@dataclass(repr=False)
+class DreamResult(display.Displayable):
+    """The dreamed image (3 x H x W in [0, 1], CPU) and what happened on the way. In a notebook
+    it shows itself, with the objective, its last value and the class the model now sees."""
 
     image: torch.Tensor
     history: list[torch.Tensor] = field(default_factory=list)  # per octave: objective per step
@@ -71,6 +74,38 @@ class DreamResult:
     objective: str = ""
     seconds: float = 0.0
     interrupted: bool = False
+
+    def prediction(self) -> tuple[str, float] | None:
+        """The model's top-1 class and probability for the dreamed image (at the model's input
+        size), or None; computed once, when first asked for."""
+        if not hasattr(self, "_top1"):
+            model = getattr(self, "_model", lambda: None)()
+            top = display.top1(model, self.image) if model is not None else None
+            self._top1 = top[0] if top else None
+        return self._top1
+
+    def _tiles(self):
+        lines = [self.objective]
+        last = [float(h[-1]) for h in self.history if len(h)]
+        if last:
+            lines.append(f"objective {last[-1]:.4g} after {self.octaves} octaves")
+        top = self.prediction()
+        if top is not None:
+            lines.append(f"seen as {top[0]} ({top[1]:.0%})")
+        return [([display.as_pil(self.image)], lines)]
+
+    def _title(self) -> str:
+        h, w = self.image.shape[-2:]
+        stopped = " (interrupted)" if self.interrupted else ""
+        return f"dream: {w}x{h} px, {self.octaves} octaves, {self.seconds:.1f} s{stopped}"
+
+    def __repr__(self) -> str:
+        h, w = self.image.shape[-2:]
+        return (
+            f"DreamResult(3 x {h} x {w} image, objective={self.objective!r}, "
+            f"octaves={self.octaves}, seconds={self.seconds:.1f}"
+            f"{', interrupted' if self.interrupted else ''})"
+        )
 
 
 # ------------------------------------------------------------------------- objectives
@@ -370,6 +405,8 @@ def _dream_bound(
     seed: int,
     device,
     callback,
+    progress=False,
+    preview=None,
 ) -> DreamResult:
     start = time.perf_counter()
     h, w = image.shape[-2:]
@@ -378,8 +415,11 @@ def _dream_bound(
     bases = [resize(image, s) for s in sizes]
     total = len(sizes) * steps
     result = DreamResult(image=image, sizes=list(sizes), objective=str(objective))
+    result._model = weakref.ref(model)  # for the caption's predicted class (display only)
     detail = torch.zeros_like(bases[0])
     dreamed = bases[0]
+    bar = display.progress_bar(progress, total, "dream")
+    live = display.make_preview(preview, "dream")
     for k, base in enumerate(bases):
         detail = resize(detail, tuple(base.shape[-2:]))
         done = k * steps
@@ -387,6 +427,11 @@ def _dream_bound(
         def step_cb(step, _steps, values, done=done):
             if callback is not None:
                 callback(done + step, total, float(values[0]))
+            if bar is not None:
+                bar.update(1, float(values[0]))
+
+        if live is not None:
+            live.title = f"dream, octave {k + 1} of {len(bases)},"
 
         out = render(
             model,
@@ -404,6 +449,8 @@ def _dream_bound(
             device=device,
             tile=tile,
             callback=step_cb,
+            progress=False,
+            preview=live,
         )
         dreamed = out.images[0]
         detail = dreamed - base
@@ -413,8 +460,12 @@ def _dream_bound(
             result.interrupted = True
             dreamed = (image + resize(detail, (h, w))).clamp(0, 1)
             break
+    if bar is not None:
+        bar.close()
     result.image = dreamed
     result.seconds = time.perf_counter() - start
+    if live is not None and not isinstance(preview, display.Preview):
+        live.finish(result)  # the preview becomes the result (frames share one: not finished)
     return result
 
 
@@ -435,13 +486,17 @@ def dream(
     seed: int = D.DREAM["seed"],
     device=None,
     callback: Callable[[int, int, float], None] | None = None,
+    progress: bool | None = D.DISPLAY["progress"],
+    preview: int | None = D.DISPLAY["preview"],
 ) -> DreamResult:
     """Deep-dream ``image`` (a path, PIL image or 3 x H x W tensor in [0, 1]).
 
-    Returns a :class:`DreamResult` whose ``image`` has the input's size (3 x H x W, CPU).
-    ``lr`` is in 0-255 pixel units (see the module docstring); ``tile=None`` never tiles;
-    ``callback(step, total_steps, value)`` is called after every step of every octave.
-    The same seed gives the same image (bit for bit on the CPU).
+    Returns a :class:`DreamResult` whose ``image`` has the input's size (3 x H x W, CPU); in a
+    notebook it shows itself. ``lr`` is in 0-255 pixel units (see the module docstring);
+    ``tile=None`` never tiles; ``callback(step, total_steps, value)`` is called after every
+    step of every octave. ``progress``: a bar over all octaves' steps (None: where a person is
+    watching); ``preview=k``: in a notebook, the image redrawn in place every k steps.
+    The same seed gives the same image (bit for bit on the CPU), whatever the display.
     """
     _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels)
     model = as_vision_model(model)
@@ -461,6 +516,8 @@ def dream(
         seed=seed,
         device=device,
         callback=callback,
+        progress=progress,
+        preview=preview,
     )
 
 
@@ -486,7 +543,7 @@ def dream_frames(
         raise UsageError(f"zoom must be > 0, got {zoom}")
     keys = ("octaves", "octave_scale", "steps", "lr", "jitter", "tile", "lap_levels")
     opts = {k: D.DREAM[k] for k in keys}
-    opts.update(device=None, callback=None)
+    opts.update(device=None, callback=None, progress=False, preview=None)
     unknown = set(kwargs) - set(opts)
     if unknown:
         raise UsageError(f"unknown options: {', '.join(sorted(unknown))}; use {', '.join(opts)}")
@@ -499,6 +556,7 @@ def dream_frames(
     model = as_vision_model(model)
     current = as_image(image)
     bound = make_objective(model, objective, guide, guide_mode)
+    opts["preview"] = display.make_preview(opts["preview"], "dream")  # one image for all frames
     for i in range(frames):
         if i:
             current = zoom_image(current, zoom, rotate)

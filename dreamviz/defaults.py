@@ -72,7 +72,7 @@ GALLERY = MappingProxyType(
     {
         "size": 128,
         "steps": RENDER["steps"],  # the render recipe's, so a gallery tile matches a render
-        "batch": 16,  # units optimized together in one pass
+        "batch": "auto",  # units per pass: dreamviz.batching.rows_per_pass (16 at 128 px on a CPU)
         "channels": "all",
         "out": "gallery",
         "natural": "auto",  # photos for the activation ratio: the bundled samples
@@ -134,7 +134,7 @@ GRADCAM_FAMILY_LAYERS = MappingProxyType(
 SALIENCY = MappingProxyType(
     {
         "method": "gradcam",  # chosen by the localization check in docs/QUALITY.md
-        "internal_batch_size": 32,  # rows (images, noisy copies, path points) per pass
+        "internal_batch_size": "auto",  # rows (images, noisy copies, path points) per pass
         "samples": 32,  # SmoothGrad
         "noise": 0.15,  # SmoothGrad sigma, as a fraction of the pixel range [0, 1]
         "seed": 0,
@@ -177,8 +177,48 @@ EXPLAIN = MappingProxyType(
     {"top": 8, "groups": 0, "method": "ig", "steps": 32, "internal_batch_size": 16}
 )
 
+#: Rows (images, noisy copies, path points, units, crops) per forward+backward pass when a
+#: batch size is "auto" (dreamviz.batching). Measured by scripts/bench_batching.py; see
+#: docs/PERFORMANCE.md. CPU: the rows whose largest activation fits ``cpu_bytes`` (beyond it a
+#: pass of 2k rows costs more than two of k), at least ``cpu_min_rows``. CUDA: the rows whose
+#: activations times ``cuda_overhead`` fit ``cuda_fraction`` of the free memory (not measured
+#: yet: no GPU was available; an out-of-memory error halves the chunk and retries).
+BATCHING = MappingProxyType(
+    {
+        "cpu_bytes": 40 * 2**20,
+        "cpu_min_rows": 1,
+        "cuda_fraction": 0.5,
+        "cuda_overhead": 3.0,
+        "max_rows": 256,
+    }
+)
+
+#: Rich display in notebooks (dreamviz.display): tiles wider than ``max_side`` px are shown
+#: scaled down, under ``min_side`` enlarged (``to_pil`` and ``save`` keep the size); at most
+#: ``max_images`` per result;
+#: grids wrap at ``grid_width`` px; progress bars appear after ``progress_delay`` s;
+#: ``preview=True`` redraws every ``preview_every`` steps. Neither changes any image.
+DISPLAY = MappingProxyType(
+    {
+        "progress": None,  # None: a bar where a person is watching (notebook, REPL), else none
+        "preview": None,  # None: off; k: redraw the images inline every k steps (notebooks)
+        "max_side": 512,
+        "min_side": 128,  # smaller tiles are shown enlarged by a whole factor
+        "caption_width": 220,  # px a cell may widen to for its caption
+        "max_images": 32,
+        "grid_width": 1200,
+        "pad": 4,
+        "font_size": 12,
+        "progress_delay": 0.5,
+        "preview_every": 16,
+        "preview_side": 256,
+    }
+)
+
 __all__ = [
+    "BATCHING",
     "CROPS",
+    "DISPLAY",
     "DREAM",
     "DREAM_FAMILY_LAYERS",
     "DREAM_LAYERS",

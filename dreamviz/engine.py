@@ -2,25 +2,35 @@
 
 ``render(model, objective, ...)`` runs gradient ascent on an image parameterization and returns
 a :class:`RenderResult` with the images (N x 3 x H x W in [0, 1], on the CPU), the objective
-value of every image at every step, and any threshold frames. It displays and saves nothing;
-progress goes through ``callback(step, steps, values)``.
+value of every image at every step, and any threshold frames. The result shows itself in a
+notebook (a grid with captions; :mod:`dreamviz.display`) and has ``to_pil``, ``save`` and
+``show``. Progress: ``progress=True`` draws a bar (the default where a person is watching),
+``preview=k`` redraws the images inline every k steps in a notebook, and
+``callback(step, steps, values)`` is called after every step.
 
 Each step costs one forward pass, truncated after the deepest layer the objective needs, and
 one backward pass; images larger than ``tile`` are processed as tiles whose gradients are
-accumulated, so memory stays bounded for any image size.
+accumulated, so memory stays bounded for any image size. Transforms that show each image
+through several views (``"crops"``) put ``N * views`` rows through the network; when that is
+more than :func:`dreamviz.batching.rows_per_pass` allows, the views go in several passes whose
+gradients are accumulated (and on out-of-memory the views per pass are halved and the step
+redone with the same random draws).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 
+from . import batching, display
 from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
@@ -35,8 +45,11 @@ from .regularizers import Blur, total_penalty
 _TRANSFORM_SEED_OFFSET = 0x5EED
 
 
-@dataclass
-class RenderResult:
+@dataclass(repr=False)
+class RenderResult(display.Displayable):
+    """What :func:`render` made. In a notebook it shows itself: each image with its unit or
+    class, its final objective value and the class the model sees in it (with probability)."""
+
     images: torch.Tensor  # N x 3 x H x W in [0, 1], CPU
     history: torch.Tensor  # steps x N objective values
     frames: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> images
@@ -49,6 +62,73 @@ class RenderResult:
     def final(self) -> torch.Tensor:
         """The objective value of each image at the last step."""
         return self.history[-1] if len(self.history) else torch.zeros(self.images.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        """What each image maximizes: its own terms of the objective (``batch=i``), else the
+        whole objective."""
+        return image_labels(self.objective, self.images.shape[0])
+
+    def predictions(self) -> list[tuple[str, float]] | None:
+        """The model's top-1 class and probability for each image (None if the model is gone
+        or gives no class logits); computed once, when first asked for."""
+        if not hasattr(self, "_top1"):
+            model = getattr(self, "_model", lambda: None)()
+            self._top1 = display.top1(model, self.images) if model is not None else None
+        return self._top1
+
+    def _tiles(self):
+        top = self.predictions()
+        finals = self.final.tolist()
+        tiles = []
+        for i, image in enumerate(self.images):
+            lines = [self.labels[i]]
+            if i < len(finals) and len(self.history):
+                lines.append(f"objective {finals[i]:.4g}")
+            if top is not None:
+                lines.append(f"seen as {top[i][0]} ({top[i][1]:.0%})")
+            tiles.append(([display.as_pil(image)], lines))
+        return tiles
+
+    def _title(self) -> str:
+        n, _, h, w = self.images.shape
+        text = f"render: {n} image{'s' if n != 1 else ''}, {w}x{h} px, "
+        text += f"{len(self.history)} steps, {self.seconds:.1f} s"
+        return text + (" (interrupted)" if self.interrupted else "")
+
+    def __repr__(self) -> str:
+        n, _, h, w = self.images.shape
+        finals = ", ".join(f"{v:.4g}" for v in self.final.tolist()[:8])
+        more = ", ..." if n > 8 else ""
+        return (
+            f"RenderResult({n} x 3 x {h} x {w} images, objective={self.objective!r}, "
+            f"final=[{finals}{more}], steps={len(self.history)}, seconds={self.seconds:.1f}"
+            f"{', interrupted' if self.interrupted else ''})"
+        )
+
+
+_TERMS = re.compile(r", batch=(-?\d+)\)")
+
+
+def image_labels(name: str, n: int) -> list[str]:
+    """Per image, the terms of the objective ``name`` aimed at it (``..., batch=i)``), written
+    without the ``batch=i``; an image with no term of its own gets the whole name."""
+    terms, depth, start = [], 0, 0
+    for k, ch in enumerate(name):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and name.startswith((" + ", " - "), k):
+            terms.append(name[start:k])
+            start = k + 1
+    terms.append(name[start:])
+    own: dict[int, list[str]] = {}
+    for term in terms:
+        m = _TERMS.search(term)
+        if m:
+            i = int(m.group(1)) % n if n else 0
+            text = _TERMS.sub(")", term).strip()
+            own.setdefault(i, []).append(text.removeprefix("+ ").strip())
+    return [" + ".join(own[i]) if i in own else name for i in range(n)]
 
 
 TILE_ALIGN = 32  # the total stride of typical classifiers: tiles start on their grid
@@ -118,11 +198,90 @@ def objective_and_grad(
     autocast,
 ) -> torch.Tensor:
     """One step's forward and backward pass; returns the objective values (N,)."""
-    x = transform(images, gens)
+    return _one_pass(transform(images, gens), images, cap, objective, regs, autocast)
+
+
+def _one_pass(x, images, cap, objective, regs, autocast) -> torch.Tensor:
     with autocast():
         values = evaluate(objective, cap(x), images.shape[0]).float()
     (_penalty(regs, images) - values.sum()).backward()
     return values.detach()
+
+
+class _Views:
+    """Views per pass for a transform that shows each image K times (``Crops``, which has a
+    ``views`` attribute): when the N * K rows of a step exceed :func:`batching.rows_per_pass`
+    (decided before the loop, at the transform's output size), the views go in groups of
+    whole views (an objective couples the N images of one view). An out-of-memory error halves
+    the group and the step is redone with the same random draws. Other transforms: one pass."""
+
+    def __init__(self, model, layers, transform, size: tuple[int, int], n: int):
+        k = getattr(transform, "views", 1)
+        self.multi = isinstance(k, int) and k > 1
+        self.per_pass = k if self.multi else 1  # views per pass
+        if self.multi:
+            out = getattr(transform, "size", None) or size
+            most = batching.rows_per_pass(model, tuple(out), layers, device=model.device)
+            self.per_pass = batching.balanced(k, max(1, most // n))
+
+    def save(self, gens: list[torch.Generator]) -> list | None:
+        """The generators' states before a step that could be redone (multi-view steps)."""
+        return [g.get_state() for g in gens] if self.multi else None
+
+    def redo(self, error: BaseException, gens, states) -> bool:
+        """After ``error`` in a step: halve the views per pass and rewind the generators if
+        it was out of memory and the views can be split; else False."""
+        if states is None or self.per_pass <= 1 or not batching.is_oom(error):
+            return False
+        self.per_pass //= 2
+        for g, state in zip(gens, states):
+            g.set_state(state)
+        return True
+
+
+def _backward_from(x: torch.Tensor, grad: torch.Tensor, regs, images: torch.Tensor) -> None:
+    """The backward pass from the transformed batch ``x`` (its gradient ``grad``, gathered
+    piece by piece) and the penalty, through the transforms and the parameterization."""
+    penalty = _penalty(regs, images)
+    outputs, grads = [x], [grad]
+    if penalty.requires_grad:
+        outputs.append(penalty)
+        grads.append(None)
+    torch.autograd.backward(outputs, grads)
+
+
+def objective_and_grad_views(
+    images: torch.Tensor,
+    transform: Callable,
+    gens: list[torch.Generator],
+    cap: Capture,
+    objective: Objective,
+    regs: list[Callable],
+    autocast,
+    per_pass: int,
+) -> torch.Tensor:
+    """:func:`objective_and_grad` for multi-view transforms: one pass when the views fit in
+    ``per_pass`` (the same operations, so the same images), else groups of ``per_pass``
+    views, each group's gradient kept on the transformed batch, then one backward pass through
+    the transforms and the parameterization (as the tiled step does)."""
+    x = transform(images, gens)
+    n = images.shape[0]
+    k = max(1, x.shape[0] // n)
+    if k <= per_pass or x.shape[0] % n:
+        return _one_pass(x, images, cap, objective, regs, autocast)
+    x_det = x.detach()
+    grad = torch.zeros_like(x_det)
+    total = x_det.new_zeros(n, dtype=torch.float32)
+    for v0 in range(0, k, per_pass):
+        v1 = min(k, v0 + per_pass)
+        piece = x_det[v0 * n : v1 * n].detach().requires_grad_(True)
+        with autocast():
+            values = evaluate(objective, cap(piece), n).float() * ((v1 - v0) / k)
+        (-values.sum()).backward()
+        grad[v0 * n : v1 * n] = piece.grad
+        total = total + values.detach()
+    _backward_from(x, grad, regs, images)
+    return total
 
 
 def objective_and_grad_tiled(
@@ -157,12 +316,7 @@ def objective_and_grad_tiled(
         (-(values.sum()) * weight).backward()
         grad[:, :, y0:y1, x0:x1] += piece.grad[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
         total = total + values.detach() * weight
-    penalty = _penalty(regs, images)
-    outputs, grads = [x], [grad]
-    if penalty.requires_grad:
-        outputs.append(penalty)
-        grads.append(None)
-    torch.autograd.backward(outputs, grads)
+    _backward_from(x, grad, regs, images)
     return total
 
 
@@ -269,6 +423,8 @@ def render(
     accentuate_layer: str | None = D.RENDER["accentuate_layer"],
     spectrum=D.RENDER["spectrum"],
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    progress: bool | None = D.DISPLAY["progress"],
+    preview: int | None = D.DISPLAY["preview"],
 ) -> RenderResult:
     """Maximize ``objective`` over an image; see the module docstring.
 
@@ -293,6 +449,11 @@ def render(
     |d objective / d image|, averaged over colours, in ``RenderResult.alpha`` (N x H x W). It
     is zero where no gradient ever reached (outside every crop) and large where the evidence
     for the objective is; :func:`dreamviz.visualize.with_alpha` turns it into an RGBA image.
+
+    ``progress``: a progress bar over the steps (``tqdm.auto``: a widget in notebooks); None,
+    the default, shows one where a person is watching (a notebook, IPython, the REPL), not in
+    scripts. ``preview=k``: in a notebook, one inline image of the batch, redrawn every k
+    steps as it forms. Neither changes the images, and when off they cost nothing.
     """
     model = as_vision_model(model)
     dev = _device(model, device)
@@ -337,10 +498,16 @@ def render(
     def autocast():
         return _autocast(dev, amp)
 
+    views = _Views(model, objective.layers, robust, tuple(first.shape[-2:]), n)
+
     def step_fn(images, transform, cap):
         h, w = images.shape[-2:]
         if tile is None or (h <= tile and w <= tile):
-            return objective_and_grad(images, transform, gens, cap, objective, regs, autocast)
+            if not views.multi:
+                return objective_and_grad(images, transform, gens, cap, objective, regs, autocast)
+            return objective_and_grad_views(
+                images, transform, gens, cap, objective, regs, autocast, views.per_pass
+            )
         return objective_and_grad_tiled(
             images, transform, gens, cap, objective, regs, autocast, tile, tile_overlap
         )
@@ -349,16 +516,26 @@ def render(
     frames: dict[int, torch.Tensor] = {}
     evidence = torch.zeros(n, *first.shape[-2:], device=dev) if alpha else None
     interrupted = False
+    bar = display.progress_bar(progress, steps, "render")
+    live = display.make_preview(preview, "render")
     start = time.perf_counter()
     last_good = param().detach()
     with Capture(model, objective.layers) as cap:
         try:
             for step in range(1, steps + 1):
-                opt.zero_grad(set_to_none=True)
-                images = param()
-                if evidence is not None:
-                    images.register_hook(partial(_accumulate, evidence))
-                values = step_fn(images, robust if step <= settle_from else plain, cap)
+                states = views.save(gens)
+                while True:  # once, unless a multi-view step runs out of memory
+                    opt.zero_grad(set_to_none=True)
+                    images = param()
+                    if evidence is not None:
+                        images.register_hook(partial(_accumulate, evidence))
+                    try:
+                        values = step_fn(images, robust if step <= settle_from else plain, cap)
+                        break
+                    except Exception as e:  # noqa: BLE001 - re-raised unless out of memory
+                        if not views.redo(e, gens, states):
+                            raise
+                    batching.release(dev)
                 # one check of N values per step: a NaN gradient makes the next step's image,
                 # hence its objective, non-finite, and last_good is still the image before it
                 if not bool(torch.isfinite(values).all()):
@@ -373,8 +550,16 @@ def render(
                     frames[step] = param().detach().float().cpu().clamp(0, 1)
                 if callback is not None:
                     callback(step, steps, values)
+                if bar is not None:
+                    bar.update(1, float(history[-1].mean()))
+                if live is not None and live.due(step):
+                    with torch.no_grad():
+                        live.update(param(), f"step {step}/{steps}")
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
 
     with torch.no_grad():
         final = param().detach().float().clamp(0, 1)
@@ -390,7 +575,7 @@ def render(
                 ),
                 stacklevel=2,
             )
-    return RenderResult(
+    result = RenderResult(
         images=final.cpu(),
         history=torch.stack(history) if history else torch.zeros(0, n),
         frames=frames,
@@ -399,3 +584,9 @@ def render(
         seconds=time.perf_counter() - start,
         alpha=evidence.float().cpu() if evidence is not None else None,
     )
+    result._model = weakref.ref(model)  # for the captions' predicted classes (display only)
+    if live is not None and isinstance(preview, display.Preview):  # a dream's octave
+        live.update(final, f"step {len(history)}/{steps}")
+    elif live is not None:  # the preview becomes the result, captions and all
+        live.finish(result)
+    return result

@@ -3,15 +3,14 @@
 For a channel in an early, a middle and a late block, and for a class, at 224 px:
 
 * **render**: the time between consecutive steps of ``dreamviz.render`` with its defaults
-  (Fourier image, decorrelated colour, Adam; ``--transforms``: the default ``crops``, K views
-  of each image per step, or ``standard``), read from its callback, so everything in the loop
-  counts: parameterization, transforms, forward, backward, NaN check, optimizer step;
+  (Fourier image, decorrelated colour, standard transforms, Adam), read from its callback, so
+  everything in the loop counts: parameterization, transforms, forward, backward, NaN check,
+  optimizer step;
 * **bare**: the same network truncated by hand after the same layer (``nn.Sequential`` of
-  normalization, stem and the first blocks; the whole model for a class), one forward of the
-  batch the model sees during render (crops: K x batch images of 224 px, the views; standard:
-  batch images of 224 + 12 = 236 px, as those transforms pad 12 and crop 12) and
-  ``out.mean().backward()``, input requiring grad and parameters frozen. The crops are the
-  work; the ratio is the overhead.
+  normalization, stem and the first blocks; the whole model for a class), one forward of an
+  input of the size the model sees during render (224 + 12 = 236 px, as the standard transforms
+  pad 12 and crop 12; the last ``settle`` steps see 224) and ``out.mean().backward()``, input
+  requiring grad and parameters frozen.
 
 The two are interleaved: every round runs one short render and the same number of bare steps,
 in an order that alternates; the ratio is median(render step) / median(bare step) over all
@@ -20,11 +19,13 @@ rounds. Also prints ms/step at batch 1 and 8.
     python scripts/bench_render.py                 # batch 1 and 8
     python scripts/bench_render.py --quick         # fewer rounds
     python scripts/bench_render.py --write table.md
+    python scripts/bench_render.py --device cuda --batches 1,16 --amp   # bf16 autocast on both
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -34,7 +35,6 @@ import torch
 from torch import nn
 
 import dreamviz
-from dreamviz import defaults
 from dreamviz.engine import render
 from dreamviz.objectives import channel, class_logit
 
@@ -64,19 +64,32 @@ def truncated(model, layer: str) -> nn.Module:
     return nn.Sequential(_Normalize(model), net.stem, *list(net.blocks)[: k + 1])
 
 
+AMP = False  # --amp: bf16 autocast on CUDA, for render and the bare pass alike
+
+
+def sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def bare_steps(net, x, n: int) -> list[float]:
     times = []
+    amp = AMP and x.device.type == "cuda"
     for _ in range(n):
+        sync(x)
         start = time.perf_counter()
         xi = x.detach().requires_grad_(True)
-        net(xi).mean().backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            out = net(xi).float()
+        out.mean().backward()
         _ = xi.grad
+        sync(x)
         times.append((time.perf_counter() - start) * 1e3)
     return times
 
 
-def render_steps(model, objective, batch: int, n: int, transforms: str) -> list[float]:
-    stamps = []
+def render_steps(model, objective, batch: int, n: int) -> list[float]:
+    stamps = []  # render syncs every step (it reads the objective values back)
     render(
         model,
         objective,
@@ -84,7 +97,8 @@ def render_steps(model, objective, batch: int, n: int, transforms: str) -> list[
         batch=batch,
         steps=n + 1,
         settle=0.0,
-        transforms=transforms,
+        amp=AMP,
+        progress=False,
         callback=lambda s, total, v: stamps.append(time.perf_counter()),
     )
     return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
@@ -98,24 +112,22 @@ def objective_for(layer: str, c: int, batch: int):
     return sum(terms)
 
 
-def measure(model, batch: int, rounds: int, per_round: int, transforms: str) -> list[dict]:
+def measure(model, batch: int, rounds: int, per_round: int, cases=CASES) -> list[dict]:
     rows = []
-    views = defaults.CROPS["views"] if transforms == "crops" else 1
-    side = 224 if transforms == "crops" else 236
-    for position, layer, c in CASES:
+    for position, layer, c in cases:
         net = truncated(model, layer)
         obj = objective_for(layer, c, batch)
-        x = torch.rand(batch * views, 3, side, side)
+        x = torch.rand(batch, 3, 236, 236, device=model.device)
         bare_steps(net, x, 2)  # warm-up
-        render_steps(model, obj, batch, 2, transforms)
+        render_steps(model, obj, batch, 2)
         r_times, b_times = [], []
         for r in range(rounds):
             if r % 2 == 0:
-                r_times += render_steps(model, obj, batch, per_round, transforms)
+                r_times += render_steps(model, obj, batch, per_round)
                 b_times += bare_steps(net, x, per_round)
             else:
                 b_times += bare_steps(net, x, per_round)
-                r_times += render_steps(model, obj, batch, per_round, transforms)
+                r_times += render_steps(model, obj, batch, per_round)
         rm, bm = statistics.median(r_times), statistics.median(b_times)
         rows.append(
             dict(
@@ -156,27 +168,32 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 4 steps")
     ap.add_argument("--write", help="also write the markdown table to this file")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA) on both sides")
     ap.add_argument(
-        "--transforms",
-        default=defaults.RENDER["transforms"],
-        choices=["crops", "standard"],
-        help="the render's transforms (default: render's own)",
+        "--cases", default=",".join(c[0] for c in CASES), help="early,middle,late,class"
     )
     args = ap.parse_args()
+    global AMP
+    AMP = args.amp
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.rounds, args.per_round = 3, 4
-    model = dreamviz.load_model(device="cpu")
+    model = dreamviz.load_model(device=args.device)
+    cases = [c for c in CASES if c[0] in args.cases.split(",")]
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
-        rows += measure(model, batch, args.rounds, args.per_round, args.transforms)
+        rows += measure(model, batch, args.rounds, args.per_round, cases)
     text = table(rows)
+    dev = model.device
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; device {where}"
+        f"{', bf16 autocast' if AMP and dev.type == 'cuda' else ''}"
     )
-    print(f"\ntransforms: {args.transforms}")
+    print()
     print(text)
     print(f"\n{machine}")
     if args.write:

@@ -34,11 +34,13 @@ LAYERS = {
     "_lite0": 1,
     "models": 1,
     "hooks": 2,
+    "display": 2,
     "objectives": 3,
     "param": 3,
     "transforms": 3,
     "regularizers": 3,
     "optim": 3,
+    "batching": 3,
     "engine": 4,
     "deepdream": 5,
     "attribution": 5,
@@ -60,6 +62,7 @@ SAME_LAYER = {
     ("models", "_lite0"),
     ("attribution", "_quadrature"),
     ("gallery", "recipes"),  # each gallery PNG carries a render recipe made by recipes.make
+    ("attribution", "visualize"),  # saliency results draw themselves (never the other way)
     ("cli", "commands"),
 }
 #: private module -> the module it belongs to (the only one that may import it)

@@ -88,6 +88,16 @@ def int_range(lo: int, hi: int | None = None):
     return _ranged(parse, shown)
 
 
+def int_or_auto(lo: int, hi: int | None = None):
+    """argparse type: ``auto`` or an integer in [lo, hi]."""
+    number = int_range(lo, hi)
+
+    def parse(text: str) -> int | str:
+        return "auto" if str(text).strip().lower() == "auto" else number(text)
+
+    return parse
+
+
 def float_range(lo: float, hi: float | None = None, lo_open: bool = False):
     """argparse type: a finite float in [lo, hi] (or (lo, hi] with ``lo_open``); NaN and inf
     are refused whatever the range."""

@@ -19,6 +19,7 @@ from . import (
     emit,
     float_range,
     image_size,
+    int_or_auto,
     int_range,
     number_text,
     output,
@@ -65,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("rendering")
     _option(o, "size", GALLERY, type=image_size, metavar="N|WxH")
     _option(o, "steps", GALLERY, type=int_range(1, 1_000_000))
-    _option(o, "batch", GALLERY, "units optimized together in one pass", type=int_range(1, 4096))
+    what = "units optimized together in one pass: auto (sized for the device) or a number"
+    _option(o, "batch", GALLERY, what, type=int_or_auto(1, 4096))
     _option(o, "lr", RENDER, type=float_range(0.0, lo_open=True))
     _option(o, "optimizer", RENDER, choices=sorted(OPTIMIZERS))
     _option(o, "param", RENDER, "image parameterization", choices=sorted(PARAMS))

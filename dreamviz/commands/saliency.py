@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 
 from ..defaults import SALIENCY
-from . import FLAGS, add_image_args, add_model_args, emit, float_range, int_range, output, parent
+from . import (
+    FLAGS,
+    add_image_args,
+    add_model_args,
+    emit,
+    float_range,
+    int_or_auto,
+    int_range,
+    output,
+    parent,
+)
 
 #: what -o may end with: the format follows the suffix (the recipe: PNG text, JPEG comment)
 SUFFIXES = [".png", ".jpg", ".jpeg", ".webp"]
@@ -95,9 +105,10 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int_range(1, 4096),
+        type=int_or_auto(1),
         default=SALIENCY["internal_batch_size"],
-        help=f"rows per pass (memory; default: {SALIENCY['internal_batch_size']})",
+        help="rows per pass: auto (sized for the device and image) or a number "
+        f"(default: {SALIENCY['internal_batch_size']})",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")

@@ -29,12 +29,18 @@ batch composition do not depend on the number of ranks, so the output equals a o
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
+
+from PIL import Image
 
 from .. import defaults
+from ..batching import AUTO, Splitter, rows_per_pass
+from ..display import Displayable, wants_progress
 from ..errors import UsageError, arg
 from ..hooks import LOGITS, check_unit
 from ..io import write_json, write_text
@@ -43,15 +49,18 @@ from . import store
 from .batches import Progress, render_batch
 from .natural import Maxima, natural_crops, natural_maxima, photos
 from .page import render_html
-from .parallel import barrier, distributed, rank_and_world
+from .parallel import agreed_min, barrier, distributed, rank_and_world
 from .store import TIMING_FIELDS, Plan, load_records
 from .units import Unit, parse_indices, select_units, unit_seed
 
 GALLERY, RENDER = defaults.GALLERY, defaults.RENDER
 
 
-@dataclass
-class GalleryResult:
+@dataclass(repr=False)
+class GalleryResult(Displayable):
+    """What :func:`build` did. In a notebook it shows its first units (image, unit, objective,
+    activation ratio) and links its ``index.html``."""
+
     out: Path
     index: Path | None  # None on ranks other than 0
     manifest: Path | None
@@ -59,6 +68,43 @@ class GalleryResult:
     skipped: list[str] = field(default_factory=list)  # units already up to date
     written: list[Path] = field(default_factory=list)  # PNGs this process wrote
     records: list[dict] = field(default_factory=list)  # manifest records (rank 0)
+
+    def _tiles(self):
+        tiles = []
+        for r in self.records[: defaults.DISPLAY["max_images"]]:
+            try:
+                with Image.open(self.out / r["file"]) as im:
+                    image = im.convert("RGB")
+            except OSError:  # deleted since: leave it out
+                continue
+            lines = [r["unit"] + (f" {r['class_name']}" if r.get("class_name") else "")]
+            if r.get("objective") is not None:
+                lines.append(f"objective {r['objective']:.4g}")
+            if r.get("activation_ratio") is not None:
+                lines.append(f"{r['activation_ratio']:.3g}x natural")
+            tiles.append(([image], lines))
+        return tiles
+
+    def _count(self) -> int:
+        return len(self.records)
+
+    def _title(self) -> str:
+        return (
+            f"gallery in {self.out}: {len(self.records)} units ({len(self.rendered)} rendered, "
+            f"{len(self.skipped)} up to date)"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"GalleryResult(out={str(self.out)!r}, index={self.index and str(self.index)!r}, "
+            f"{len(self.rendered)} rendered, {len(self.skipped)} up to date)"
+        )
+
+    def _footer(self) -> str | None:
+        if self.index is None:
+            return None
+        href = html.escape(quote(self.index.as_posix()), quote=True)
+        return f'the page: <a href="{href}" target="_blank">{html.escape(str(self.index))}</a>'
 
 
 def _spec_text(spec) -> str | None:
@@ -102,7 +148,7 @@ def build(
     *,
     size: int | Sequence[int] = GALLERY["size"],
     steps: int = GALLERY["steps"],
-    batch: int = GALLERY["batch"],
+    batch: int | str = GALLERY["batch"],
     out: str | os.PathLike = GALLERY["out"],
     seed: int = RENDER["seed"],
     lr: float = RENDER["lr"],
@@ -115,7 +161,7 @@ def build(
     weights: str | None = None,
     device: str | None = RENDER["device"],
     natural=GALLERY["natural"],
-    progress: bool = True,
+    progress: bool | None = defaults.DISPLAY["progress"],
     callback: Callable[[list[dict]], None] | None = None,
     reproduce: Callable[[dict], str] | None = None,
     command: str | None = None,
@@ -131,7 +177,10 @@ def build(
     there. ``reproduce(recipe)``: the commands that render a unit again from its PNG's recipe,
     one per line, shown in the page's large view (None: the view shows the settings only).
     ``command``: the command that built the gallery, shown in the page's header and stored in
-    the manifest.
+    the manifest. ``batch``: units optimized together in one pass; ``"auto"`` asks
+    :func:`dreamviz.batching.rows_per_pass` (device, size, layers), and a batch that runs out
+    of memory is rendered in halves. ``progress``: a bar counting units (None: where a person
+    is watching). The result shows its first units in a notebook, with a link to the page.
     """
     rank, world = rank_and_world()
     if isinstance(model, str):
@@ -139,8 +188,8 @@ def build(
     else:
         model = as_vision_model(model)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    if not isinstance(batch, int) or batch < 1:
-        raise UsageError(f"batch must be an integer >= 1, got {batch!r}")
+    if batch != AUTO and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise UsageError(f"{arg('batch')} must be an integer >= 1 or 'auto', got {batch!r}")
     if not isinstance(steps, int) or steps < 1:
         raise UsageError(f"steps must be an integer >= 1, got {steps!r}")
     if not layers and classes is None:
@@ -172,7 +221,12 @@ def build(
     if rank == 0:
         store.remove_stale_temps(out, plans)
     barrier()  # every rank has listed the same pending units before any writes
-    mine = [pending[i : i + batch] for i in range(0, len(pending), batch)][rank::world]
+    per_pass = batch
+    if batch == AUTO:  # the same on every rank, so the batches are the same
+        layers_used = sorted({u.layer for u in units})
+        most = rows_per_pass(model, settings["size"], layers_used, rows=max(1, len(pending)))
+        per_pass = agreed_min(most)
+    mine = [pending[i : i + per_pass] for i in range(0, len(pending), per_pass)][rank::world]
     todo = {p.key for p in pending}
     result = GalleryResult(
         out, None, None, skipped=[p.unit.name for p in plans if p.key not in todo]
@@ -187,15 +241,21 @@ def build(
     pages = dict(request=request, reproduce=reproduce, command=command)
 
     desc = "gallery" if world == 1 else f"gallery rank {rank}/{world}"
-    bar = Progress(sum(len(b) for b in mine), progress and rank == 0, desc)
+    bar = Progress(sum(len(b) for b in mine), wants_progress(progress) and rank == 0, desc)
     maxima = Maxima(model, settings["size"], natural_paths)
+    split = Splitter(model.device)  # a batch out of memory goes in halves
+
+    def render_group(group: list) -> list[dict]:
+        records = render_batch(model, group, settings, maxima, bar)
+        bar.finish_batch(len(group))
+        return records
+
     try:
         for group in mine:
             maxima.need(p.unit for p in group)
-            records = render_batch(model, group, settings, maxima, bar)
+            records = split(render_group, group)
             result.rendered += [r["unit"] for r in records]
             result.written += [out / r["file"] for r in records]
-            bar.finish_batch(len(group))
             if callback is not None:
                 callback(records)
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import engine, recipes
+from ..display import notebook_tqdm
 from ..errors import NonFiniteError
 from ..io import save_png, write_json
 from ..models import VisionModel
@@ -27,8 +28,7 @@ class Progress:
         self.bar = None
         self.done = 0
         if enabled and total:
-            from tqdm.auto import tqdm
-
+            tqdm = notebook_tqdm()  # tqdm.auto, without its warning where ipywidgets is missing
             self.bar = tqdm(
                 total=total,
                 desc=desc,
@@ -81,6 +81,7 @@ def render_batch(
             objective,
             batch=len(group),
             callback=lambda step, steps, _v: bar.step(len(group), step, steps),
+            progress=False,  # the gallery's own bar counts units
             **kwargs,
         )
     except NonFiniteError as e:

@@ -37,6 +37,18 @@ def barrier() -> None:
         d.barrier()
 
 
+def agreed_min(value: int) -> int:
+    """The smallest ``value`` over all ranks (``value`` itself in a single process), so that
+    every rank cuts the work into the same batches."""
+    d = _dist()
+    if d is None:
+        return value
+    cuda = d.get_backend() == "nccl"
+    t = torch.tensor([int(value)], device=torch.cuda.current_device() if cuda else "cpu")
+    d.all_reduce(t, op=d.ReduceOp.MIN)
+    return int(t.item())
+
+
 @contextlib.contextmanager
 def distributed(device: str | None = "auto"):
     """Join torchrun's process group when ``WORLD_SIZE`` > 1 and leave it on exit.
@@ -62,4 +74,4 @@ def distributed(device: str | None = "auto"):
         dist.destroy_process_group()
 
 
-__all__ = ["barrier", "distributed", "rank_and_world"]
+__all__ = ["agreed_min", "barrier", "distributed", "rank_and_world"]
