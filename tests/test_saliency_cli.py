@@ -75,7 +75,6 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
             ["--method", "gradcam", "--layer", "blocks.10", "--target", "blocks.3:1"],
             "--layer blocks.10 does not run before the target's layer (blocks.3)",
         ),
-        (["--target", "blocks.3:1"], "earlier --layer, or --method smoothgrad, which needs no"),
         (["--cmap", "jet"], "unknown colour map"),
         (["-o", "OUT", "EXTRA"], "-o FILE takes one image"),
     ],

@@ -105,7 +105,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int_or_auto(1),
+        type=int_or_auto(1, 4096),
         default=SALIENCY["internal_batch_size"],
         help="rows per pass: auto (sized for the device and image) or a number "
         f"(default: {SALIENCY['internal_batch_size']})",
