@@ -34,12 +34,14 @@ RENDER = MappingProxyType(
         "size": None,  # None: the model's input size
         "steps": 64,  # x 4 crop views: the work of 256 single-view steps
         "lr": 0.05,
+        "lr_schedule": "constant",  # or "cosine": LR_SCHEDULE's warm-up, then cosine decay
         "optimizer": "adam",
         "param": "fft",
         "decorrelate": True,
         "transforms": "crops",  # chosen by transfer to an independent judge: docs/QUALITY.md
         "crops": 4,  # views per image and step (transforms "crops")
         "crop_scale": (0.6, 1.0),  # crop side as a fraction of the image's shorter side
+        "crop_scale_end": None,  # the crop scale at the last step, reached linearly (None: fixed)
         "settle": 0.0,  # final fraction of steps without transforms
         "l1": 0.0,
         "l2": 0.0,
@@ -60,6 +62,10 @@ RENDER = MappingProxyType(
 #: The ``crops`` transforms (MACO-style views): crops per image and step, box side as a
 #: fraction of the image's shorter side, spread of the box centre, and noise amplitude.
 CROPS = MappingProxyType({"views": 4, "scale": (0.6, 1.0), "spread": 0.15, "noise": 0.05})
+
+#: The ``cosine`` learning-rate schedule: a linear warm-up from 0 over the first ``warmup``
+#: fraction of the steps, then a cosine decay from ``lr`` down to ``floor * lr`` at the last step.
+LR_SCHEDULE = MappingProxyType({"warmup": 0.1, "floor": 0.05})
 
 #: Chosen by rendering candidate channels of the middle blocks and looking at them (see
 #: docs/QUALITY.md); it renders in under a minute at 224 px on a 2-core CPU.
@@ -225,6 +231,7 @@ __all__ = [
     "EXPLAIN",
     "GALLERY",
     "GRADCAM_FAMILY_LAYERS",
+    "LR_SCHEDULE",
     "MAX_AREA_FACTOR",
     "MAX_PIXELS",
     "MODEL",

@@ -20,6 +20,7 @@ redone with the same random draws).
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import time
 import warnings
@@ -411,6 +412,7 @@ def render(
     optimizer=D.RENDER["optimizer"],
     lr: float = D.RENDER["lr"],
     steps: int = D.RENDER["steps"],
+    lr_schedule: str = D.RENDER["lr_schedule"],
     grad_norm=None,
     thresholds: Sequence[int] = (),
     seed: int | Sequence[int] = D.RENDER["seed"],
@@ -485,14 +487,16 @@ def render(
     small = all(a < b for a, b in zip(first.shape[-2:], model.input_size))
     view = tuple(first.shape[-2:]) if small else model.input_size
     robust, plain = tf_mod.get(transforms, view), tf_mod.none()
-    if isinstance(robust, tf_mod.Crops) and robust.size is None:
-        robust.size = view
+    if isinstance(robust, tf_mod.Crops):  # a copy: the caller's object is never changed
+        robust = copy.copy(robust)
+        robust.size = robust.size or view
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain
     regs = list(regularizers)
     blurs = [r for r in regs if isinstance(r, Blur) and r.every]
     norm = optim_mod.grad_normalizer(grad_norm)
     params = [p for p in param.parameters() if p.requires_grad]
     opt = optim_mod.make_optimizer(optimizer, params, lr)
+    optim_mod.check_schedule(lr_schedule)
     thresholds = sorted({int(t) for t in thresholds if 0 < int(t) <= steps})
 
     def autocast():
@@ -524,6 +528,9 @@ def render(
         try:
             for step in range(1, steps + 1):
                 states = views.save(gens)
+                optim_mod.set_lr(opt, optim_mod.lr_factor(lr_schedule, step, steps))
+                if isinstance(robust, tf_mod.Crops):
+                    robust.progress = (step - 1) / max(1, steps - 1)
                 while True:  # once, unless a multi-view step runs out of memory
                     opt.zero_grad(set_to_none=True)
                     images = param()
