@@ -24,13 +24,18 @@ cd "$(dirname "$0")/.."
 
 device=cuda
 out=gpu_figures
+parts=all  # or a comma list of: transfer,render,saliency,dream,gallery,batching,examples,tests
+lanes=1    # transfer timings: this many 2-core lanes side by side, each a share of the rounds
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: scripts/bench_gpu.sh [--device cuda|cpu] [--out DIR]" >&2; exit 2 ;;
+    --parts) parts=$2; shift 2 ;;
+    --lanes) lanes=$2; shift 2 ;;
+    *) echo "usage: scripts/bench_gpu.sh [--device cuda|cpu] [--out DIR] [--parts A,B] [--lanes N]" >&2; exit 2 ;;
   esac
 done
+want() { [ "$parts" = all ] || [[ ",$parts," == *",$1,"* ]]; }
 py=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && py=.venv/bin/python
 mkdir -p "$out"
@@ -49,6 +54,7 @@ if [ "$device" = cpu ]; then  # tiny counts: this only checks that every part ru
   tests=(tests/test_batching.py -k "chunker or split or balanced")
   suite_limit=60
   transfer_args=(--smoke --threads 1)
+  examples_args=(--images 16 --rounds 1)
 else
   render_args=(--batches 1,16 --rounds 3 --per-round 5 --cases early,middle,class)
   saliency_args=(--rounds 3)
@@ -59,9 +65,12 @@ else
   tests=(tests/test_cuda.py)
   suite_limit=70
   transfer_args=(--device cuda --chunk 16 --threads 4)
+  examples_args=(--images 2000 --rounds 2 --amp-too)
 fi
 
-part() {  # part TITLE SECONDS COMMAND...
+part() {  # part NAME TITLE SECONDS COMMAND...
+  want "$1" || return 0
+  shift
   local title=$1 limit=$2
   shift 2
   printf '\n## %s\n\n```\n$ %s\n' "$title" "$*" | tee -a "$report"
@@ -80,32 +89,40 @@ part() {  # part TITLE SECONDS COMMAND...
 } 2>&1 | tee -a "$report"
 
 pin=()
-if [ "$device" = cuda ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 6 ]; then
-  pin=(taskset -c "2-$(($(nproc) - 1))")
-  # whole-process CPU times of every recipe, on two cores of their own, beside the GPU parts
-  taskset -c 0,1 timeout 420 "$py" scripts/eval_transfer.py --time --threads 2 \
-    --out "$out/transfer_times.jsonl" >"$out/transfer_times.log" 2>&1 &
-  timing=$!
+timing=()
+if [ "$device" = cuda ] && want transfer && command -v taskset >/dev/null \
+  && [ "$(nproc)" -ge $((2 * lanes + 4)) ]; then
+  pin=(taskset -c "$((2 * lanes))-$(($(nproc) - 1))")
+  # whole-process CPU times of every recipe, each lane on two cores of its own, beside the
+  # GPU parts; the lanes share the rounds, so every recipe is timed under the same conditions
+  for ((k = 0; k < lanes; k++)); do
+    taskset -c "$((2 * k)),$((2 * k + 1))" timeout 420 "$py" scripts/eval_transfer.py --time \
+      --threads 2 --lane "$k/$lanes" --out "$out/transfer_times_$k.jsonl" \
+      >"$out/transfer_times_$k.log" 2>&1 &
+    timing+=($!)
+  done
 fi
-part "transfer judge table (eval_transfer.py)" 200 "${pin[@]}" "$py" scripts/eval_transfer.py \
+part transfer "transfer judge table (eval_transfer.py)" 200 "${pin[@]}" "$py" scripts/eval_transfer.py \
   --out "$out/transfer.jsonl" --thumbs "$out/transfer_thumbs" "${transfer_args[@]}"
-(cd "$out" && tar cf transfer_thumbs.tar transfer_thumbs 2>/dev/null && rm -rf transfer_thumbs)
+[ -d "$out/transfer_thumbs" ] && (cd "$out" && tar cf transfer_thumbs.tar transfer_thumbs && rm -rf transfer_thumbs)
 py=("${pin[@]}" "$py")
 
-part "render: step / bare fwd+bwd, AMP off" 40 "${py[@]}" scripts/bench_render.py --device "$device" "${render_args[@]}"
-part "render: step / bare fwd+bwd, AMP on (bf16)" 40 "${py[@]}" scripts/bench_render.py --device "$device" --amp "${render_args[@]}"
-part "saliency: 4 photos at 224 px" 35 "${py[@]}" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}"
-part "saliency: more photos" 30 "${py[@]}" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}" "${saliency_big[@]}"
-part "dream" 40 "${py[@]}" scripts/bench_dream.py --device "$device" "${dream_args[@]}"
-part "gallery, AMP off" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" "${gallery_args[@]}"
-part "gallery, AMP on (bf16)" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" --amp "${gallery_args[@]}"
-part "batching: ms/row against rows per pass" 25 "${py[@]}" scripts/bench_batching.py --device "$device" "${batching_args[@]}"
-part "tests on $device" 40 "${py[@]}" -m pytest -q -p no:cacheprovider "${tests[@]}"
-part "test suite (not slow)" "$suite_limit" "${py[@]}" -m pytest -q -x -p no:cacheprovider -m "not slow"
+part render "render: step / bare fwd+bwd, AMP off" 40 "${py[@]}" scripts/bench_render.py --device "$device" "${render_args[@]}"
+part render "render: step / bare fwd+bwd, AMP on (bf16)" 40 "${py[@]}" scripts/bench_render.py --device "$device" --amp "${render_args[@]}"
+part saliency "saliency: 4 photos at 224 px" 35 "${py[@]}" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}"
+part saliency "saliency: more photos" 30 "${py[@]}" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}" "${saliency_big[@]}"
+part dream "dream" 40 "${py[@]}" scripts/bench_dream.py --device "$device" "${dream_args[@]}"
+part gallery "gallery, AMP off" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" "${gallery_args[@]}"
+part gallery "gallery, AMP on (bf16)" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" --amp "${gallery_args[@]}"
+part batching "batching: ms/row against rows per pass" 25 "${py[@]}" scripts/bench_batching.py --device "$device" "${batching_args[@]}"
+part tests "tests on $device" 40 "${py[@]}" -m pytest -q -p no:cacheprovider "${tests[@]}"
+part examples "dataset examples: images/s, AMP off and on" 40 "${py[@]}" scripts/bench_examples.py --device "$device" "${examples_args[@]}"
+part tests "test suite (not slow)" "$suite_limit" "${py[@]}" -m pytest -q -x -p no:cacheprovider -m "not slow"
 
-if [ -n "${timing:-}" ]; then
-  wait "$timing" || failed=1
-  cat "$out/transfer_times.log" | tee -a "$report"
+for pid in "${timing[@]}"; do wait "$pid" || failed=1; done
+if [ "${#timing[@]}" -gt 0 ]; then
+  cat "$out"/transfer_times_*.log | tee -a "$report"
+  cat "$out"/transfer_times_*.jsonl >"$out/transfer_times.jsonl" && rm -f "$out"/transfer_times_*
 fi
 echo
 echo "report: $report"
