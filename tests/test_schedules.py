@@ -74,7 +74,7 @@ def test_a_shrinking_crop_scale_changes_the_picture(lite0):
 
 
 def test_the_recipe_and_its_command_carry_both_schedules():
-    s = recipes.settings(lr_schedule="cosine", crop_scale_end=(0.3, 0.5))
+    s = recipes.settings(lr_schedule="cosine", transforms="crops", crop_scale_end=(0.3, 0.5))
     kw = recipes.render_kwargs({**s, "size": 32})
     assert kw["lr_schedule"] == "cosine"
     assert kw["transforms"].scale_end == (0.3, 0.5)
