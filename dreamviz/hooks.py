@@ -146,10 +146,12 @@ def probe(model: VisionModel, size: tuple[int, int] | None = None) -> dict[str, 
     """Run one forward pass (no grad, eval mode) and record every module's calls and shape.
 
     The result is cached per network and input size. On a ``meta`` network nothing is computed.
+    A fixed-size model resizes every image to its ``input_size``, so it is probed at that size
+    whatever ``size`` says (its layers never see another).
     """
     model = as_vision_model(model)
     net = model.net
-    size = tuple(size or model.input_size)
+    size = tuple(model.input_size if model.fixed_size or not size else size)
     cache = _PROBES.setdefault(net, {})
     if size in cache:
         return _with_overrides(model, cache[size])
