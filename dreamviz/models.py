@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import pickletools
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -173,13 +174,20 @@ def _demands_input_size(net: nn.Module) -> bool:
     return isinstance(net, fixed)
 
 
+def is_index(text) -> bool:
+    """Whether ``text`` is a string that writes an integer (``"7"``, ``" -1"``, ``"+3"``):
+    a class index, never a class or layer name, in range or not."""
+    return isinstance(text, str) and re.fullmatch(r"\s*[+-]?\d+\s*", text) is not None
+
+
 def resolve_class(
     target: str | int, classes: Sequence[str] | None, num_classes: int | None = None
 ) -> int:
-    """An int (or digit string) is an index; anything else is matched against class names."""
+    """An int (or integer string, signed ones included) is an index; anything else is matched
+    against class names."""
     if isinstance(target, bool):
         raise UsageError(f"class must be an index or a name, not {target!r}")
-    if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+    if isinstance(target, int) or is_index(target):
         idx = int(target)
         n = num_classes if num_classes is not None else (len(classes) if classes else None)
         if idx < 0 or (n is not None and idx >= n):

@@ -34,7 +34,7 @@ from .hooks import (
     num_channels,
     parse_unit,
 )
-from .models import as_vision_model, imagenet_classes, resolve_class
+from .models import as_vision_model, imagenet_classes, is_index, resolve_class
 
 Acts = dict[str, torch.Tensor]
 
@@ -316,7 +316,7 @@ def class_logit(c: int | str, batch: int | None = None) -> Objective:
 
     if isinstance(c, bool):
         raise UsageError(f"class must be an index or a name, not {c!r}")
-    if isinstance(c, int) or (isinstance(c, str) and c.strip().isdigit()):
+    if isinstance(c, int) or is_index(c):
         if int(c) < 0:
             raise UsageError(f"class index {int(c)} is out of range; use a non-negative index")
         return make(int(c), str(int(c)))
@@ -418,6 +418,8 @@ def _position(text: str, pos: str) -> tuple[int | str, int | None]:
 
 
 def _looks_like_layer(text: str) -> bool:
+    if is_index(text):
+        return False  # "-1" is a class index out of range, not a layer
     return "." in text or (text[-1:].isdigit() and not text.isdigit())
 
 

@@ -67,6 +67,8 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
     ("args", "message"),
     [
         (["--target", "tabbby"], "unknown class 'tabbby' (did you mean: tabby"),
+        (["--target", "-1"], "class index -1 is out of range"),  # not "unknown layer '-1'"
+        (["--target", "1000"], "class index 1000 is out of range; use 0..999"),
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
         (["--method", "smoothgrad", "--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
