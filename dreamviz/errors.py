@@ -84,6 +84,16 @@ class DreamvizWarning(UserWarning):
         return cli_text(super().__str__(), flags)
 
 
+def split_list(text: str, name: str, example: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``. An empty entry (``"a,,b"``, ``"a,"``, ``""``) is a
+    usage error naming the argument ``name``, never dropped: it is a typo, not a default."""
+    items = [t.strip() for t in str(text).split(",")]
+    if not all(items):
+        what = "is empty" if not any(items) else "has an empty entry"
+        raise UsageError(f"{arg(name)} {str(text)!r} {what}; write e.g. {example}")
+    return items
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' (did you mean: a, b?)' for the closest matches, or ''."""
     choices = list(choices)

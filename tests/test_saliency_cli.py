@@ -72,6 +72,7 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
         (["--method", "smoothgrad", "--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
+        (["--method", "gradient,,"], "--method 'gradient,,' has an empty entry"),
         (["--method", "ig", "--baseline", "grey"], "unknown baseline 'grey'; give --baseline"),
         (
             ["--method", "gradcam", "--layer", "blocks.10", "--target", "blocks.3:1"],

@@ -41,7 +41,7 @@ from PIL import Image
 from .. import defaults
 from ..batching import AUTO, Splitter, rows_per_pass
 from ..display import Displayable, wants_progress
-from ..errors import UsageError, arg
+from ..errors import UsageError, arg, split_list
 from ..hooks import LOGITS, check_unit
 from ..io import write_json, write_text
 from ..models import as_vision_model, load_model
@@ -196,6 +196,9 @@ def build(
         raise UsageError(
             f"nothing to render; give {arg('layers', 'LAYER')} and/or {arg('classes', '0-15')}"
         )
+    for name, spec in (("channels", channels), ("classes", classes)):
+        if isinstance(spec, str):
+            split_list(spec, name, "0,5,9-12")  # "1,,2" is a typo, not "1,2"
     units = select_units(model, layers, channels, classes, seed)
     for layer in {u.layer for u in units} - {LOGITS}:
         check_unit(model, layer, None)
