@@ -183,7 +183,6 @@ def _per_method(key: str) -> str:
 
 def _methods(text: str) -> list[str]:
     from ..attribution import METHODS, get_method
-
     from ..errors import UsageError, arg, split_list
 
     if text.strip() == "all":
