@@ -349,6 +349,11 @@ def _check_workable(model, layers, shapes, what: str) -> None:
 def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile):
     """Octave sizes (smallest first), with fewer octaves (and a warning) if the deepest would
     be too small for the model; a UsageError if even the full-size image is."""
+    if min(h, w) < MIN_SIDE:  # said of the image itself, not of a tile or octave of it
+        raise UsageError(
+            f"the {w}x{h} image is too small for {as_vision_model(model).name}: its shorter side "
+            f"is below the {MIN_SIDE} px minimum; give a larger image"
+        )
     asked = octaves
     while True:
         sizes = octave_sizes(h, w, octaves, scale)

@@ -144,6 +144,10 @@ def test_small_images_reduce_octaves_or_error(lite0):
     assert min(res.sizes[0]) >= 32
     with pytest.raises(UsageError, match="too small"):
         dream(lite0, torch.rand(3, 20, 200), octaves=1, steps=1)
+    # the message quotes the image's own size, not that of a tile (416x10) of it
+    with pytest.raises(UsageError, match=r"the 4000x10 image .*: its shorter side") as e:
+        dream(lite0, torch.rand(3, 10, 4000), octaves=1, steps=1)
+    assert "416" not in str(e.value)
     with pytest.raises(UsageError, match="tile"):
         dream(lite0, img, tile=16, steps=1)
 
