@@ -39,7 +39,7 @@ from ._quadrature import QUADRATURES, path_integral, quadrature
 from .batching import AUTO, Chunker, rows_per_pass
 from .defaults import DISPLAY, SALIENCY
 from .display import Displayable
-from .errors import UsageError, arg, suggest
+from .errors import UsageError, arg, integer, shown, suggest
 from .hooks import LOGITS, Capture, as_nchw, check_layer, probe
 from .io import as_batch
 from .models import VisionModel, as_vision_model, model_guard
@@ -76,7 +76,7 @@ def resolve_target(model: VisionModel, t) -> int | Objective:
             return int(obj.target[1])
         return obj
     raise UsageError(
-        f"{arg('target')} {_shown(t)} is not a class index, a class name, a unit LAYER:CHANNEL or "
+        f"{arg('target')} {shown(t)} is not a class index, a class name, a unit LAYER:CHANNEL or "
         "an objective"
     )
 
@@ -322,11 +322,11 @@ def smoothgrad(
     same maps as single images. Holds ``samples`` noise images in memory. Reduced like
     ``gradient``.
     """
-    _check_int("samples", samples, 1)
-    _check_int("seed", seed, 0)
+    integer("samples", samples, 1)
+    integer("seed", seed, 0)
     if not (isinstance(noise, (int, float)) and 0 <= noise):
         raise UsageError(
-            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {_shown(noise)}"
+            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {shown(noise)}"
         )
     bank: dict[int, torch.Tensor] = {}
 
@@ -344,10 +344,10 @@ def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Te
     The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
     from torchvision.transforms.v2.functional import gaussian_blur
 
-    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
-        raise UsageError(f"blur {arg('kernel')} must be an odd integer >= 1, got {_shown(kernel)}")
+    if integer("kernel", kernel, 1) % 2 == 0:
+        raise UsageError(f"blur {arg('kernel')} must be odd, got {kernel}")
     if not (isinstance(sigma, (int, float)) and sigma > 0):
-        raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {_shown(sigma)}")
+        raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {shown(sigma)}")
     fit = 2 * min(images.shape[-2:]) - 1
     kernel = min(kernel, fit if fit % 2 else fit - 1)
     return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
@@ -372,7 +372,7 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
     if isinstance(baseline, str) and baseline == "blurred":
         return blur(images, 31, 10.0)
     raise UsageError(
-        f"unknown baseline {_shown(baseline)}; give {arg('baseline')} black, white, blurred, "
+        f"unknown baseline {shown(baseline)}; give {arg('baseline')} black, white, blurred, "
         "a grey level in [0, 1] or a tensor"
     )
 
@@ -398,7 +398,7 @@ def integrated_gradients(
     rules (``"gausslegendre"``, ``"riemann_left"``, ``"trapezoid"``, ...) need several times more
     steps for the same error; docs/QUALITY.md has the measurements.
     """
-    _check_int("steps", steps, 1)
+    integer("steps", steps, 1)
     if quadrature_rule not in QUADRATURES:
         quadrature(quadrature_rule, steps)  # raises the usage error
     base = make_baseline(run.images, baseline)
@@ -544,15 +544,11 @@ REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
-
-
 def get_method(name: str) -> tuple[str, Method]:
     key = ALIASES.get(name, name) if isinstance(name, str) else None
     if key not in METHODS:
         raise UsageError(
-            f"unknown method {_shown(name)}{suggest(str(name), METHODS)}; give "
+            f"unknown method {shown(name)}{suggest(str(name), METHODS)}; give "
             f"{arg('method')} one of " + ", ".join(METHODS)
         )
     return key, METHODS[key]
@@ -576,7 +572,7 @@ def _check_options(name: str, options: dict) -> None:
 def _check_rule(rule) -> None:
     if not isinstance(rule, str) or rule not in REDUCTIONS:
         raise UsageError(
-            f"unknown reduction {_shown(rule)}{suggest(str(rule), REDUCTIONS)}; give "
+            f"unknown reduction {shown(rule)}{suggest(str(rule), REDUCTIONS)}; give "
             f"{arg('reduce')} auto, None or " + ", ".join(REDUCTIONS)
         )
 
@@ -594,20 +590,6 @@ def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {_shown(value)}")
-
-
-def _shown(value) -> str:
-    """A value as one short line for a message: its repr, or its type (and shape) if long."""
-    text = repr(value)
-    if "\n" not in text and len(text) <= 60:
-        return text
-    shape = getattr(value, "shape", None)
-    return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 # --------------------------------------------------------------------------- API
@@ -674,8 +656,7 @@ def saliency(
     """
     name, meth = get_method(method)
     _check_options(name, options)
-    if internal_batch_size != AUTO:
-        _check_int("internal_batch_size", internal_batch_size, 1)
+    internal_batch_size = integer("internal_batch_size", internal_batch_size, 1, auto=True)
     if reduce not in (None, "auto"):
         _check_rule(reduce)
     model = as_vision_model(model)
@@ -847,7 +828,7 @@ def _feature_layer(model: VisionModel, images: torch.Tensor, layer, own=()) -> s
     :func:`gradcam_layer` at the images' size."""
     if layer is not None and not isinstance(layer, str):
         raise UsageError(
-            f"{arg('layer')} must be a layer name such as 'blocks.10', got {_shown(layer)}"
+            f"{arg('layer')} must be a layer name such as 'blocks.10', got {shown(layer)}"
         )
     if layer:
         return layer
@@ -869,7 +850,6 @@ __all__ = [
     "get_method",
     "gradcam_layer",
     "make_baseline",
-    "method_names",
     "method_options",
     "quadrature",
     "reduce",

@@ -34,7 +34,7 @@ from . import batching, display
 from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
-from .errors import DreamvizWarning, NonFiniteError, UsageError, arg
+from .errors import DreamvizWarning, NonFiniteError, UsageError, arg, integer
 from .hooks import LOGITS, Capture, check_input_size
 from .models import as_vision_model, resolve_device
 from .objectives import Objective, closeness
@@ -321,8 +321,7 @@ def objective_and_grad_tiled(
 
 
 def _check_args(steps: int, settle: float) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise UsageError(f"steps must be an integer >= 0, got {steps!r}")
+    integer("steps", steps, 0)
     if not 0.0 <= settle <= 1.0:
         raise UsageError(f"settle must be in [0, 1], got {settle}")
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from . import defaults
-from .errors import UsageError, arg
+from .errors import UsageError, arg, integer
 
 RECIPE_KEY = "dreamviz"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -96,10 +96,8 @@ def pixel_limit(max_pixels: int | None) -> Iterator[None]:
     """Within the block, :func:`read_image` refuses images of more than ``max_pixels`` pixels
     (None: :data:`dreamviz.defaults.MAX_PIXELS`). The command line sets it from its flag, so
     every image a command reads (photos, guides, init and natural images) has one limit."""
-    if max_pixels is not None and (
-        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
-    ):
-        raise UsageError(f"{arg('max_pixels')} must be an integer >= 1, got {max_pixels!r}")
+    if max_pixels is not None:
+        integer("max_pixels", max_pixels, 1)
     token = _MAX_PIXELS.set(max_pixels)
     try:
         yield

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UsageError, arg
+from .errors import UsageError, arg, integer
 
 # Square root of the colour correlation of ImageNet pixels (Lucid's constant), columns scaled
 # so the largest has unit norm.
@@ -44,9 +44,7 @@ def _mix(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 
 def _check_batch(batch) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise UsageError(f"batch must be a positive int (images to make), not {batch!r}")
-    return int(batch)
+    return integer("batch", batch, 1, what="images to make")
 
 
 def image_seeds(seed: int | Sequence[int], batch: int) -> list[int]:
@@ -148,10 +146,6 @@ class ImageParam(nn.Module):
 
     def set_image(self, image: torch.Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @property
-    def batch(self) -> int:
-        return self.forward().shape[0]
 
 
 class PixelImage(ImageParam):

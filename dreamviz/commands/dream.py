@@ -286,7 +286,7 @@ def run(args) -> int:
             finally:
                 for bar in bars:
                     bar.close()
-            _report(caught)
+            warn(caught)
             recipe.update(objective=res.objective, octaves_used=res.octaves)
             if res.interrupted:
                 recipe["interrupted"] = True
@@ -311,7 +311,7 @@ def run(args) -> int:
         recipe.update(frames=args.frames, zoom=zoom, rotate=rotate)
         interrupted = False
         for i, res in enumerate(tqdm(gen, total=args.frames, desc="frames", unit="frame")):
-            _report(caught)
+            warn(caught)
             recipe.update(objective=res.objective, octaves_used=res.octaves, frame=i)
             path = Path(f"{frame_stem}_{i:04d}.png")
             emit(io.save_png(path, res.image, recipe))
@@ -320,11 +320,6 @@ def run(args) -> int:
         recipe.pop("frame", None)
         emit(io.save_animation(out, frames, fps=args.fps))
         return 130 if interrupted else 0
-
-
-def _report(caught: list) -> None:
-    """Print collected warnings as one line each."""
-    warn(caught)
 
 
 __all__ = ["add_parser", "build_objective", "parse_layer_weights", "run"]
