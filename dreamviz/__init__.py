@@ -38,7 +38,7 @@ def _command_line() -> bool:
 
 
 if _command_line():  # guard Ctrl-C before torch loads (see dreamviz.cli)
-    from .commands.interrupts import guard_startup
+    from .interrupts import guard_startup
 
     guard_startup()
 
@@ -49,7 +49,7 @@ from .deepdream import DreamResult, dream, dream_frames
 from .engine import RenderResult, render
 from .errors import DreamvizError, NonFiniteError, UsageError
 from .explain import Explanation, explain
-from .hooks import Capture, capture, parse_unit
+from .hooks import Capture, capture, layers, parse_unit
 from .models import VisionModel, list_models, load_model
 from .objectives import channel, class_logit, direction, diversity, layer, neuron
 from .param import image_param
@@ -77,6 +77,7 @@ __all__ = [
     "gallery",
     "image_param",
     "layer",
+    "layers",
     "list_models",
     "load_model",
     "neuron",

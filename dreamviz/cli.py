@@ -11,7 +11,7 @@ Ctrl-C exits with 130 and one line, at any moment. While dreamviz starts up (imp
 is most of its start-up time) a KeyboardInterrupt must not be raised: inside torch's import it
 prints a long traceback or even aborts the interpreter (pybind11). So when the process is the
 dreamviz command, ``dreamviz/__init__.py`` installs a handler before it imports torch
-(:mod:`dreamviz.commands.interrupts`) that exits at once with one line, nothing having been
+(:mod:`dreamviz.interrupts`) that exits at once with one line, nothing having been
 done yet; in-process, ``main(argv)`` only remembers a Ctrl-C and raises it when the command
 starts. Once the command runs, Ctrl-C raises KeyboardInterrupt as usual, and render, dream and
 gallery save what they have. ``main(argv)`` restores the caller's SIGINT handler when it
@@ -28,8 +28,8 @@ import warnings
 
 from ._version import __version__
 from .commands import FLAGS, range_help, warning_text
-from .commands.interrupts import Interrupts, installed
 from .errors import DreamvizError, DreamvizWarning
+from .interrupts import Interrupts, installed
 
 COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery", "explain", "spectrum"]
 

@@ -138,7 +138,7 @@ def default_layer(model) -> str:
         raise UsageError(
             f"no default dream layer for {model.name}; pass a layer, e.g. "
             f"{arg('objective', 'NAME')} "
-            f"(see `dreamviz layers {model.name}`)"
+            f"(see dreamviz.layers({model.name!r}))"
         )
     depth = min(c.count(".") for c in cands)
     return [c for c in cands if c.count(".") == depth][-1]
@@ -235,7 +235,7 @@ def make_objective(
     weights = _layer_weights(objective)
     if weights is None:
         raise UsageError(
-            f"objective must be a layer, unit, class, dict or Objective: {objective!r}"
+            f"{arg('objective')} must be a layer, unit, class, dict or Objective: {objective!r}"
         )
     terms = [_weighted(obj_mod.parse(name, model), w) for name, w in weights.items()]
     return sum(terms).bind(model)
@@ -277,7 +277,7 @@ def lap_normalizer(levels: int) -> Callable[[torch.Tensor], torch.Tensor]:
     to unit standard deviation, merge; then scale to unit mean |g| so ``lr`` keeps its meaning.
     Low frequencies get as much weight as high ones, which gives smoother dreams."""
     if levels < 1:
-        raise UsageError(f"lap_levels must be >= 1, got {levels}")
+        raise UsageError(f"{arg('lap_levels')} must be >= 1, got {levels}")
 
     def std(t):
         return t.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-10).view(-1, 1, 1, 1)
@@ -380,19 +380,21 @@ def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile
 
 def _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels):
     if octaves < 1:
-        raise UsageError(f"octaves must be >= 1, got {octaves}")
+        raise UsageError(f"{arg('octaves')} must be >= 1, got {octaves}")
     if not octave_scale >= 1.0:
-        raise UsageError(f"octave_scale must be >= 1, got {octave_scale}")
+        raise UsageError(f"{arg('octave_scale')} must be >= 1, got {octave_scale}")
     if steps < 0:
-        raise UsageError(f"steps must be >= 0, got {steps}")
+        raise UsageError(f"{arg('steps')} must be >= 0, got {steps}")
     if not lr > 0:
-        raise UsageError(f"lr must be > 0, got {lr}")
+        raise UsageError(f"{arg('lr')} must be > 0, got {lr}")
     if jitter < 0:
-        raise UsageError(f"jitter must be >= 0, got {jitter}")
+        raise UsageError(f"{arg('jitter')} must be >= 0, got {jitter}")
     if tile is not None and tile < MIN_TILE:
-        raise UsageError(f"tile must be >= {MIN_TILE} px (or None for no tiling), got {tile}")
+        raise UsageError(
+            f"{arg('tile')} must be >= {MIN_TILE} px (or None for no tiling), got {tile}"
+        )
     if lap_levels is not None and lap_levels < 1:
-        raise UsageError(f"lap_levels must be >= 1, got {lap_levels}")
+        raise UsageError(f"{arg('lap_levels')} must be >= 1, got {lap_levels}")
 
 
 def _dream_bound(
@@ -543,9 +545,9 @@ def dream_frames(
     i - 1 zoomed by ``zoom`` (and rotated by ``rotate`` degrees). Yields each frame's
     :class:`DreamResult` as soon as it is ready; ``kwargs`` are :func:`dream`'s options."""
     if frames < 1:
-        raise UsageError(f"frames must be >= 1, got {frames}")
+        raise UsageError(f"{arg('frames')} must be >= 1, got {frames}")
     if not zoom > 0:
-        raise UsageError(f"zoom must be > 0, got {zoom}")
+        raise UsageError(f"{arg('zoom')} must be > 0, got {zoom}")
     keys = ("octaves", "octave_scale", "steps", "lr", "jitter", "tile", "lap_levels")
     opts = {k: D.DREAM[k] for k in keys}
     opts.update(device=None, callback=None, progress=False, preview=None)

@@ -79,7 +79,8 @@ def preview_every(preview) -> int:
     if isinstance(preview, int) and preview >= 0:
         return preview
     raise UsageError(
-        f"{arg('preview')} must be a step interval (an integer >= 1), True or None, got {preview!r}"
+        f"{arg('preview')} must be a step interval (a whole number of steps), True or None, "
+        f"got {preview!r}"
     )
 
 

@@ -323,7 +323,7 @@ def objective_and_grad_tiled(
 def _check_args(steps: int, settle: float) -> None:
     integer("steps", steps, 0)
     if not 0.0 <= settle <= 1.0:
-        raise UsageError(f"settle must be in [0, 1], got {settle}")
+        raise UsageError(f"{arg('settle')} must be in [0, 1], got {settle}")
 
 
 def _device(model, device) -> torch.device:

@@ -94,6 +94,11 @@ def shown(value) -> str:
     return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
+def is_integer(value) -> bool:
+    """Whether ``value`` is an integer (numpy's included), not a bool: the one type test."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def integer(
     name: str,
     value,
@@ -109,8 +114,7 @@ def integer(
     ``name`` (``what``, e.g. "images to make", is said after the range)."""
     if auto and isinstance(value, str) and value == "auto":
         return "auto"
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok and (lo is None or value >= lo) and (hi is None or value <= hi):
+    if is_integer(value) and (lo is None or value >= lo) and (hi is None or value <= hi):
         return int(value)
     if lo is not None and hi is not None:
         need = f"an integer in {lo}..{hi}"

@@ -245,7 +245,7 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or (name not in BUNDLED and name not in torchvision_names()):
         raise UsageError(
             f"unknown model {name!r}{suggest(name, all_model_names())}; "
-            "see `dreamviz models` for the list"
+            "see dreamviz.list_models() for the list"
         )
 
 

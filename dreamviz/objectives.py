@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, arg
 from .hooks import (
     LOGITS,
     Layout,
@@ -447,7 +447,7 @@ def parse(
     if isinstance(text, bool) or not isinstance(text, (int, str)):
         raise UsageError(f"a target must be a string, an int or an Objective, not {text!r}")
     if kind not in (None, "class", "unit"):
-        raise UsageError(f"kind must be None, 'class' or 'unit', not {kind!r}")
+        raise UsageError(f"{arg('kind')} must be None, 'class' or 'unit', not {kind!r}")
     vm = as_vision_model(model) if model is not None else None
     if isinstance(text, int) or kind == "class":
         obj = class_logit(text if isinstance(text, int) else text.strip(), batch=batch)

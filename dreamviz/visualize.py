@@ -50,7 +50,9 @@ def _rgb_array(image) -> np.ndarray:
     if t.dtype == torch.uint8 or image.dtype == torch.uint8:
         t = t / 255.0
     if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
-        raise UsageError(f"image must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}")
+        raise UsageError(
+            f"{arg('image')} must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}"
+        )
     if t.shape[1] == 0 or t.shape[2] == 0:
         raise UsageError(f"image of shape {tuple(image.shape)} is empty; give one with pixels")
     if t.shape[0] == 4:  # composite over white, as io.pil_to_tensor does

@@ -128,7 +128,7 @@ def test_models_lists_bundled_and_availability(capsys, offline):
 @pytest.mark.parametrize(
     "argv, pattern",
     [
-        (["layers", "nosuchmodel"], r"unknown model 'nosuchmodel'.*dreamviz models"),
+        (["layers", "nosuchmodel"], r"unknown model 'nosuchmodel'.*dreamviz\.list_models\(\)"),
         (["layers", "resnet5"], r"did you mean: .*resnet50"),
         (["layers", "--bogus"], r"unrecognized arguments: --bogus"),
         (["nosuchcommand"], r"invalid choice"),
