@@ -38,13 +38,14 @@ from . import display
 from ._quadrature import QUADRATURES, path_integral, quadrature
 from .batching import AUTO, Chunker, rows_per_pass
 from .defaults import DISPLAY, SALIENCY
-from .display import Displayable
+from .display import gaussian_blur, top1
 from .errors import UsageError, arg, integer, shown, suggest
 from .hooks import LOGITS, Capture, as_nchw, check_layer, probe
 from .io import as_batch
-from .models import VisionModel, as_vision_model, model_guard
+from .models import VisionModel, as_vision_model, classify, model_guard
 from .objectives import Objective
 from .objectives import parse as parse_target
+from .results import SaliencyInfo, SaliencyResult
 
 # --------------------------------------------------------------------------- targets
 
@@ -342,15 +343,11 @@ def smoothgrad(
 def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
     """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5.
     The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
-    from torchvision.transforms.v2.functional import gaussian_blur
-
     if integer("kernel", kernel, 1) % 2 == 0:
         raise UsageError(f"blur {arg('kernel')} must be odd, got {kernel}")
     if not (isinstance(sigma, (int, float)) and sigma > 0):
         raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {shown(sigma)}")
-    fit = 2 * min(images.shape[-2:]) - 1
-    kernel = min(kernel, fit if fit % 2 else fit - 1)
-    return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+    return gaussian_blur(images, sigma, kernel)  # the one blur (reflect: shrinks to fit)
 
 
 def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
@@ -595,27 +592,6 @@ def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- API
 
 
-@dataclass
-class SaliencyInfo:
-    """What a saliency call resolved and measured."""
-
-    method: str
-    targets: list[str]  # per image: "tabby (281)" or the objective's name
-    classes: list[int | None]  # per image: the class scored, None for unit/objective targets
-    layer: str | None = None  # Grad-CAM's layer
-    completeness_error: torch.Tensor | None = None  # IG: |sum(attr) - (f(x) - f(baseline))|
-    delta: torch.Tensor | None = None  # IG: f(x) - f(baseline)
-    guided_relus: int | None = None  # guided methods: ReLU calls guided per pass
-    internal_batch_size: int | None = None  # the most rows a pass took (after any halving)
-
-    @property
-    def relative_error(self) -> torch.Tensor | None:
-        """IG completeness error as a fraction of |f(x) - f(baseline)|."""
-        if self.completeness_error is None:
-            return None
-        return self.completeness_error / self.delta.abs().clamp_min(1e-12)
-
-
 def saliency(
     model,
     images,
@@ -693,8 +669,21 @@ def saliency(
         name, run.target.labels(), classes, internal_batch_size=chunker.largest, **known
     )
     if result:
-        return SaliencyResult(out, x.detach().float().cpu(), info, meth.reduce, model)
+        return _result(model, out, x.detach().float().cpu(), info, REDUCTIONS[meth.reduce])
     return out, info
+
+
+def _result(model, maps, images, info: SaliencyInfo, reduce) -> SaliencyResult:
+    """The result with what the model sees in each image: the probability of its target
+    class and its top-1 class (the model runs here, not in the result)."""
+    probs = classify(model, images, as_photo=False)
+    if probs is None:
+        return SaliencyResult(maps, images, info, reduce)
+    probabilities = [
+        float(probs[i, c]) if c is not None and 0 <= c < probs.shape[1] else None
+        for i, c in enumerate(info.classes)
+    ]
+    return SaliencyResult(maps, images, info, reduce, probabilities, top1(probs, model.classes))
 
 
 def _chunker(model: VisionModel, x: torch.Tensor, layers: list[str], size) -> Chunker:
@@ -703,123 +692,6 @@ def _chunker(model: VisionModel, x: torch.Tensor, layers: list[str], size) -> Ch
         return Chunker(size, x.device)
     most = rows_per_pass(model, tuple(x.shape[-2:]), layers, device=x.device)
     return Chunker(most, x.device, balance=True)
-
-
-class SaliencyResult(Displayable):
-    """Saliency maps with what made them, for notebooks: ``saliency(..., result=True)``.
-
-    ``maps`` (the tensor :func:`saliency` returns), ``images`` (N x 3 x H x W, CPU), ``info``
-    (:class:`SaliencyInfo`), ``probabilities`` (per image, the softmax probability of its
-    target class; None for unit targets) and ``predictions`` (the model's top-1 class and its
-    probability). It shows itself as one panel per image: photo | map | overlay, captioned with
-    the target and its probability. ``result[i]``, ``len(result)``, ``result.shape`` and
-    ``numpy.asarray(result)`` read the maps; :meth:`overlay`, :meth:`heatmap` and :meth:`panel`
-    draw one image (:mod:`dreamviz.visualize`, whose keywords they take).
-    """
-
-    def __init__(self, maps, images, info: SaliencyInfo, rule: str, model=None):
-        self.maps = maps
-        self.images = images
-        self.info = info
-        self._rule = rule
-        self.probabilities: list[float | None] = [None] * images.shape[0]
-        self.predictions: list[tuple[str, float]] | None = None
-        if model is not None:
-            self._measure(model)
-
-    def _measure(self, model) -> None:
-        with model_guard(model), torch.no_grad():
-            x = self.images.to(model.device)
-            logits = torch.cat([model(x[i : i + 1]) for i in range(x.shape[0])])
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            return
-        probs = logits.float().softmax(1).cpu()
-        for i, c in enumerate(self.info.classes):
-            if c is not None and 0 <= c < probs.shape[1]:
-                self.probabilities[i] = float(probs[i, c])
-        p, k = probs.max(1)
-        names = model.classes
-        self.predictions = [
-            (names[j] if names and j < len(names) else f"class {j}", float(q))
-            for j, q in zip(k.tolist(), p.tolist())
-        ]
-
-    # tensor-like reading of the maps
-    def __getitem__(self, index):
-        return self.maps[index]
-
-    def __len__(self) -> int:
-        return len(self.maps)
-
-    def __iter__(self):
-        return iter(self.maps)
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.maps.detach().cpu().numpy()
-        return arr if dtype is None else arr.astype(dtype)
-
-    @property
-    def shape(self) -> torch.Size:
-        return self.maps.shape
-
-    def map2d(self, i: int) -> torch.Tensor:
-        """Image ``i``'s map as H x W (raw maps are reduced by the method's rule)."""
-        m = self.maps[i].detach().float().cpu()
-        if m.dim() == 3 and m.shape[0] > 1:
-            m = REDUCTIONS[self._rule](m[None])[0]
-        return m.reshape(m.shape[-2:])
-
-    def overlay(self, i: int = 0, **kwargs):
-        """Image ``i`` with its map blended over it (:func:`dreamviz.visualize.overlay`)."""
-        from .visualize import overlay
-
-        return overlay(self.images[i], self.map2d(i), **kwargs)
-
-    def heatmap(self, i: int = 0, **kwargs):
-        """Image ``i``'s map in colour (:func:`dreamviz.visualize.colorize`), as PIL."""
-        from PIL import Image
-
-        from .visualize import colorize
-
-        return Image.fromarray(colorize(self.map2d(i), **kwargs), "RGB")
-
-    def panel(self, i: int = 0, **kwargs):
-        """Photo | map | overlay of image ``i``, captioned (:func:`dreamviz.visualize.panel`)."""
-        from .visualize import panel
-
-        caption = kwargs.pop("caption", self._lines(i))
-        return panel(self.images[i], self.map2d(i), caption=caption, **kwargs)
-
-    def _lines(self, i: int) -> list[str]:
-        lines = [f"{self.info.method}: {self.info.targets[i]}"]
-        p = self.probabilities[i]
-        if p is not None:
-            lines.append(f"p = {p:.1%}")
-        if self.predictions is not None and (p is None or self.info.classes[i] is None):
-            name, q = self.predictions[i]
-            lines.append(f"seen as {name} ({q:.0%})")
-        elif self.predictions is not None and self.predictions[i][0] not in self.info.targets[i]:
-            name, q = self.predictions[i]
-            lines.append(f"top-1: {name} ({q:.0%})")
-        return lines
-
-    def _tiles(self):
-        from .display import as_pil
-
-        return [
-            ([as_pil(self.images[i]), self.heatmap(i), self.overlay(i)], self._lines(i))
-            for i in range(len(self))
-        ]
-
-    def _title(self) -> str:
-        n = len(self)
-        return f"saliency: {self.info.method}, {n} image{'s' if n != 1 else ''}"
-
-    def __repr__(self) -> str:
-        return (
-            f"SaliencyResult(maps {tuple(self.maps.shape)}, method={self.info.method!r}, "
-            f"targets={self.info.targets!r})"
-        )
 
 
 def _feature_layer(model: VisionModel, images: torch.Tensor, layer, own=()) -> str:

@@ -37,7 +37,6 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +45,14 @@ from . import defaults as D
 from . import display
 from . import objectives as obj_mod
 from . import transforms as tf_mod
-from .engine import render, tile_boxes
+from .engine import render, seen_as, tile_boxes
 from .errors import DreamvizWarning, UsageError, arg
 from .hooks import LOGITS, Capture, as_nchw, check_input_size, check_layer, num_channels, probe
 from .io import as_image, resize
 from .models import as_vision_model
 from .objectives import Objective
 from .param import image_param
+from .results import DreamResult
 
 DEFAULT_LAYERS = D.DREAM_LAYERS  # a layer per model that gives the classic look
 
@@ -60,52 +60,6 @@ MIN_SIDE = 32  # no octave is dreamed below this many pixels on its shorter side
 MIN_TILE = 64
 PIXEL_UNITS = 255.0  # lr is given in 0-255 grey levels
 _OCTAVE_SEED = 1_000_003  # octave k of seed s uses render seed s * _OCTAVE_SEED + k
-
-
-@dataclass(repr=False)
-class DreamResult(display.Displayable):
-    """The dreamed image (3 x H x W in [0, 1], CPU) and what happened on the way. In a notebook
-    it shows itself, with the objective, its last value and the class the model now sees."""
-
-    image: torch.Tensor
-    history: list[torch.Tensor] = field(default_factory=list)  # per octave: objective per step
-    sizes: list[tuple[int, int]] = field(default_factory=list)  # (H, W) of each octave
-    octaves: int = 0  # octaves dreamed (may be fewer than asked for small images)
-    objective: str = ""
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    def prediction(self) -> tuple[str, float] | None:
-        """The model's top-1 class and probability for the dreamed image (at the model's input
-        size), or None; computed once, when first asked for."""
-        if not hasattr(self, "_top1"):
-            model = getattr(self, "_model", lambda: None)()
-            top = display.top1(model, self.image) if model is not None else None
-            self._top1 = top[0] if top else None
-        return self._top1
-
-    def _tiles(self):
-        lines = [self.objective]
-        last = [float(h[-1]) for h in self.history if len(h)]
-        if last:
-            lines.append(f"objective {last[-1]:.4g} after {self.octaves} octaves")
-        top = self.prediction()
-        if top is not None:
-            lines.append(f"seen as {top[0]} ({top[1]:.0%})")
-        return [([display.as_pil(self.image)], lines)]
-
-    def _title(self) -> str:
-        h, w = self.image.shape[-2:]
-        stopped = " (interrupted)" if self.interrupted else ""
-        return f"dream: {w}x{h} px, {self.octaves} octaves, {self.seconds:.1f} s{stopped}"
-
-    def __repr__(self) -> str:
-        h, w = self.image.shape[-2:]
-        return (
-            f"DreamResult(3 x {h} x {w} image, objective={self.objective!r}, "
-            f"octaves={self.octaves}, seconds={self.seconds:.1f}"
-            f"{', interrupted' if self.interrupted else ''})"
-        )
 
 
 # ------------------------------------------------------------------------- objectives
@@ -509,7 +463,7 @@ def dream(
     model = as_vision_model(model)
     img = as_image(image)
     bound = make_objective(model, objective, guide, guide_mode)
-    return _dream_bound(
+    result = _dream_bound(
         model,
         img,
         bound,
@@ -526,6 +480,8 @@ def dream(
         progress=progress,
         preview=preview,
     )
+    result.seen_as = seen_as(model)  # its caption's top-1 class, when first shown
+    return result
 
 
 def dream_frames(
@@ -568,6 +524,7 @@ def dream_frames(
         if i:
             current = zoom_image(current, zoom, rotate)
         res = _dream_bound(model, current, bound, seed=seed + i * 7919, **opts)
+        res.seen_as = seen_as(model)
         current = res.image
         yield res
         if res.interrupted:
@@ -576,7 +533,7 @@ def dream_frames(
 
 __all__ = [
     "DEFAULT_LAYERS",
-    "DreamResult",
+    "DreamResult",  # from dreamviz.results, re-exported where it was
     "default_layer",
     "dream",
     "dream_frames",

@@ -168,6 +168,39 @@ class VisionModel(nn.Module):
         return f"name={self.name!r}, weights={self.weights!r}, input_size={self.input_size}{fixed}"
 
 
+def classify(model, images: torch.Tensor, as_photo: bool = True) -> torch.Tensor | None:
+    """The one top-1 predictor's model call: softmax class probabilities (N x classes, CPU)
+    of ``images`` (N x 3 x H x W or 3 x H x W in [0, 1]), or None if the model gives no class
+    logits. ``as_photo``: seen as a classifier sees a photo (shorter side resized to the
+    model's input size, centre crop); else each image as it is, one at a time.
+    :func:`dreamviz.display.top1` turns the probabilities into (class name, probability)."""
+    model = as_vision_model(model)
+    x = images.detach().float()
+    x = x if x.dim() == 4 else x.unsqueeze(0)
+    if as_photo:
+        th, tw = model.input_size
+        s = max(th / x.shape[-2], tw / x.shape[-1])
+        size = (max(th, round(x.shape[-2] * s)), max(tw, round(x.shape[-1] * s)))
+        if size != tuple(x.shape[-2:]):
+            x = torch.nn.functional.interpolate(
+                x, size=size, mode="bilinear", align_corners=False, antialias=s < 1
+            )
+        y0, x0 = (size[0] - th) // 2, (size[1] - tw) // 2
+        x = x[..., y0 : y0 + th, x0 : x0 + tw]
+    with model_guard(model), torch.no_grad():
+        x = x.to(model.device)
+        if as_photo:
+            logits = model(x)
+        else:
+            rows = [model(x[i : i + 1]) for i in range(x.shape[0])]
+            if not all(isinstance(r, torch.Tensor) for r in rows):
+                return None
+            logits = torch.cat(rows)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        return None
+    return logits.float().softmax(1).cpu()
+
+
 def _demands_input_size(net: nn.Module) -> bool:
     """Whether a network accepts only its own input size (torchvision's ViT and MaxViT)."""
     fixed = (torchvision.models.VisionTransformer, torchvision.models.MaxVit)

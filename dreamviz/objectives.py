@@ -53,9 +53,18 @@ class Objective:
         layers: Sequence[str] = (),
         binder: Callable | None = None,
         _sum: bool = False,
+        *,
+        image: int | None = None,
+        plain: str | None = None,
+        terms: list[tuple[int | None, str]] | None = None,
     ):
         self.fn = fn
         self.name = name
+        #: the name without the image it aims at (``channel(b:1)`` for ``channel(b:1, batch=0)``)
+        self.plain = name if plain is None else plain
+        #: the top-level terms of the sum it is: (the image a term aims at or None, its plain
+        #: text); a leaf aimed at image ``image`` is one term
+        self.terms = [(image, self.plain)] if terms is None else terms
         self.layers = tuple(dict.fromkeys(layers))
         self._binder = binder  # model -> bound Objective (validates names, resolves classes)
         self._sum = _sum  # is a sum at top level (for parentheses in names)
@@ -70,6 +79,19 @@ class Objective:
         return self.name
 
     __str__ = __repr__
+
+    def labels(self, n: int) -> list[str]:
+        """What each of ``n`` images maximizes: its own terms (those made with ``batch=i``),
+        else the whole objective. Captions and recipes read these, never the printed name."""
+        own: dict[int, list[str]] = {}
+        for image, text in self.terms:
+            if image is not None:
+                own.setdefault(image % n if n else 0, []).append(text)
+        return [" + ".join(own[i]) if i in own else self.name for i in range(n)]
+
+    def _image(self) -> int | None:
+        """The first image one of its terms aims at (None: all of them)."""
+        return next((image for image, _ in self.terms if image is not None), None)
 
     def bind(self, model) -> Objective:
         """Validate layers, channels and class names against ``model``."""
@@ -86,10 +108,18 @@ class Objective:
                 self.layers,
                 self._bind_unary(lambda o: o._combine(other, op)),
                 True,
+                plain=f"{self.plain} {op} {_fmt(value)}",
+                terms=self.terms,
             )
         if not isinstance(other, Objective):
             return NotImplemented
-        right = f"({other.name})" if (op == "-" and other._sum) else other.name
+        wrapped = op == "-" and other._sum
+        right = f"({other.name})" if wrapped else other.name
+        plain_right = f"({other.plain})" if wrapped else other.plain
+        if wrapped:  # one term: "- (a + b)"
+            terms = [(other._image(), f"- {plain_right}")]
+        else:
+            terms = [(i, f"- {t}" if op == "-" else t) for i, t in other.terms]
 
         def fn(a, s=self, o=other):
             return s(a) + o(a) if op == "+" else s(a) - o(a)
@@ -104,6 +134,8 @@ class Objective:
             self.layers + other.layers,
             binder if binds else None,
             True,
+            plain=f"{self.plain} {op} {plain_right}",
+            terms=self.terms + terms,
         )
 
     def _bind_unary(self, rebuild):
@@ -134,11 +166,14 @@ class Objective:
             return NotImplemented
         c = float(other)
         inner = f"({self.name})" if self._sum else self.name
+        plain = f"{_fmt(c)}*" + (f"({self.plain})" if self._sum else self.plain)
         return Objective(
             lambda a: c * self(a),
             f"{_fmt(c)}*{inner}",
             self.layers,
             self._bind_unary(lambda o: o * c),
+            plain=plain,
+            terms=[(self._image(), plain)],
         )
 
     __rmul__ = __mul__
@@ -205,7 +240,7 @@ def on_layer(
         info = check(model)
         return on_layer(name, layer, target, compute, check, batch, info.layout)
 
-    obj = Objective(fn, name, [layer], binder)
+    obj = Objective(fn, name, [layer], binder, image=batch, plain=name.replace(_tag(batch), ""))
     obj.target = target
     return obj
 
@@ -309,7 +344,13 @@ def class_logit(c: int | str, batch: int | None = None) -> Objective:
             a = _select(acts[LOGITS], batch)
             return _per_image(a[:, idx], batch, acts[LOGITS].shape[0])
 
-        o = Objective(fn, f"class_logit({label}{_tag(batch)})", [LOGITS])
+        o = Objective(
+            fn,
+            f"class_logit({label}{_tag(batch)})",
+            [LOGITS],
+            image=batch,
+            plain=f"class_logit({label})",
+        )
         o._binder = lambda model: make(model.class_index(c), label)
         o.target = ("class", idx)
         return o

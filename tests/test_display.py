@@ -17,7 +17,7 @@ from PIL import Image
 
 import dreamviz
 from dreamviz import display
-from dreamviz.engine import image_labels
+from dreamviz.objectives import channel, class_logit, diversity
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +80,7 @@ def test_a_render_shows_a_grid_with_the_unit_its_value_and_the_class_seen(render
     text = " ".join(page.text)
     assert "channel(blocks.3:1)" in text and "class_logit(tabby)" in text
     assert f"objective {rendered.final[0].item():.4g}" in text
-    top = rendered.predictions()
+    top = rendered.predictions
     assert len(top) == 2 and all(0 < p <= 1 for _, p in top)
     assert f"seen as {top[1][0]} ({top[1][1]:.0%})" in text
     assert "RenderResult(2 x 3 x 48 x 48 images" in repr(rendered)
@@ -112,28 +112,35 @@ def test_large_results_are_shown_small(lite0):
 
 
 @pytest.mark.parametrize(
-    "name, n, labels",
+    "objective, n, labels",
     [
-        ("channel(blocks.3:1)", 2, ["channel(blocks.3:1)"] * 2),
+        (lambda: channel("blocks.3", 1), 2, ["channel(blocks.3:1)"] * 2),
         (
-            "channel(b:1, batch=0) + class_logit(tabby, batch=1) - 0.5*diversity(b)",
+            lambda: channel("b", 1, batch=0) + class_logit("tabby", batch=1) - 0.5 * diversity("b"),
             2,
             ["channel(b:1)", "class_logit(tabby)"],
         ),
         (
-            "2*(channel(b:1, batch=0) + channel(b:2))",
+            lambda: 2 * (channel("b", 1, batch=0) + channel("b", 2)),
             1,
             ["2*(channel(b:1) + channel(b:2))"],
         ),
         (
-            "channel(b:1, batch=1)",
+            lambda: channel("b", 1, batch=1),
             3,
             ["channel(b:1, batch=1)", "channel(b:1)", "channel(b:1, batch=1)"],
         ),
+        (
+            lambda: channel("b", 1, batch=0) - (channel("b", 2, batch=1) + channel("b", 3)),
+            2,
+            ["channel(b:1)", "- (channel(b:2) + channel(b:3))"],
+        ),
     ],
 )
-def test_each_image_is_captioned_with_its_own_terms(name, n, labels):
-    assert image_labels(name, n) == labels
+def test_each_image_is_captioned_with_its_own_terms(objective, n, labels):
+    """The objective says each image's label (Objective.labels), read from its terms, not
+    from its printed name."""
+    assert objective().labels(n) == labels
 
 
 def test_a_dream_shows_itself(lite0, assets_dir):

@@ -36,6 +36,7 @@ LAYERS = {
     "models": 1,
     "hooks": 2,
     "display": 2,
+    "results": 3,
     "objectives": 3,
     "param": 3,
     "transforms": 3,
@@ -46,7 +47,7 @@ LAYERS = {
     "deepdream": 5,
     "attribution": 5,
     "_quadrature": 5,
-    "visualize": 5,
+    "visualize": 3,
     "recipes": 5,
     "gallery": 5,
     "explain": 6,
@@ -63,7 +64,7 @@ SAME_LAYER = {
     ("models", "_lite0"),
     ("attribution", "_quadrature"),
     ("gallery", "recipes"),  # each gallery PNG carries a render recipe made by recipes.make
-    ("attribution", "visualize"),  # saliency results draw themselves (never the other way)
+    ("results", "visualize"),  # saliency results draw themselves (never the other way)
     ("cli", "commands"),
 }
 #: private module -> the module it belongs to (the only one that may import it)
@@ -450,6 +451,25 @@ def test_scripts_import_no_private_name():
 
 def test_argument_errors_go_through_errors_arg_and_integer():
     found = _not_pending(argument_error_violations(find_modules()))
+    assert not found, _report(found)
+
+
+#: the home of display and results runs no model: it reaches neither models nor hooks (the
+#: function that makes a result runs the model and hands over what it saw)
+NO_MODEL = {"display", "results"}
+
+
+def test_display_and_results_run_no_model():
+    modules = find_modules()
+    found = [
+        f"{m.where}:{imp.node.lineno}: {m.name} imports {imp.module}"
+        for m in modules.values()
+        if m.name in NO_MODEL
+        for imp in imports(m, modules)
+        if imp.module in ("models", "hooks")
+        or layer(imp.module) not in (0, 1, 2)
+        and imp.module not in NO_MODEL | {"visualize"}
+    ]
     assert not found, _report(found)
 
 
