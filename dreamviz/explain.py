@@ -252,8 +252,8 @@ def _pictures(model, layer, items, gallery, settings: dict, cache: dict) -> None
         return
     layer = picture_layer(model, layer)
     terms = [
-        (direction(layer, u.direction, batch=i) if u.direction is not None else None)
-        or channel(layer, u.index, batch=i)
+        (direction(layer, u.direction, image=i) if u.direction is not None else None)
+        or channel(layer, u.index, image=i)
         for i, (_, u) in enumerate(todo)
     ]
     if len(terms) == 1:

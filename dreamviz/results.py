@@ -57,7 +57,7 @@ class RenderResult(Displayable):
     """What :func:`render` made. In a notebook it shows itself: each image with its unit or
     class, its final objective value and the class the model sees in it (with probability).
 
-    ``labels``: what each image maximizes, its own terms of the objective (``batch=i``), else
+    ``labels``: what each image maximizes, its own terms of the objective (``image=i``), else
     the whole objective (:meth:`dreamviz.objectives.Objective.labels`)."""
 
     images: torch.Tensor  # N x 3 x H x W in [0, 1], CPU

@@ -68,7 +68,7 @@ def check_html(text: str) -> Page:
 
 @pytest.fixture(scope="module")
 def rendered(lite0):
-    obj = dreamviz.channel("blocks.3", 1, batch=0) + dreamviz.class_logit("tabby", batch=1)
+    obj = dreamviz.channel("blocks.3", 1, image=0) + dreamviz.class_logit("tabby", image=1)
     return dreamviz.render(lite0, obj, batch=2, size=48, steps=3, progress=False)
 
 
@@ -116,22 +116,22 @@ def test_large_results_are_shown_small(lite0):
     [
         (lambda: channel("blocks.3", 1), 2, ["channel(blocks.3:1)"] * 2),
         (
-            lambda: channel("b", 1, batch=0) + class_logit("tabby", batch=1) - 0.5 * diversity("b"),
+            lambda: channel("b", 1, image=0) + class_logit("tabby", image=1) - 0.5 * diversity("b"),
             2,
             ["channel(b:1)", "class_logit(tabby)"],
         ),
         (
-            lambda: 2 * (channel("b", 1, batch=0) + channel("b", 2)),
+            lambda: 2 * (channel("b", 1, image=0) + channel("b", 2)),
             1,
             ["2*(channel(b:1) + channel(b:2))"],
         ),
         (
-            lambda: channel("b", 1, batch=1),
+            lambda: channel("b", 1, image=1),
             3,
-            ["channel(b:1, batch=1)", "channel(b:1)", "channel(b:1, batch=1)"],
+            ["channel(b:1, image=1)", "channel(b:1)", "channel(b:1, image=1)"],
         ),
         (
-            lambda: channel("b", 1, batch=0) - (channel("b", 2, batch=1) + channel("b", 3)),
+            lambda: channel("b", 1, image=0) - (channel("b", 2, image=1) + channel("b", 3)),
             2,
             ["channel(b:1)", "- (channel(b:2) + channel(b:3))"],
         ),

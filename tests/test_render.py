@@ -40,7 +40,7 @@ def test_render_raises_a_channel(lite0):
 
 def test_same_seed_same_image_bit_for_bit(lite0):
     kw = dict(size=(40, 56), steps=6, batch=2, thresholds=[3])
-    obj = channel("blocks.3", 1, batch=0) + channel("blocks.3", 2, batch=1)
+    obj = channel("blocks.3", 1, image=0) + channel("blocks.3", 2, image=1)
     a = render(lite0, obj, seed=3, **kw)
     b = render(lite0, obj, seed=3, **kw)
     c = render(lite0, obj, seed=4, **kw)
@@ -52,7 +52,7 @@ def test_same_seed_same_image_bit_for_bit(lite0):
 
 def test_class_render_reaches_top1(lite0):
     classes = ["goldfish", "tabby"]
-    obj = sum(class_logit(name, batch=i) for i, name in enumerate(classes))
+    obj = sum(class_logit(name, image=i) for i, name in enumerate(classes))
     r = render(lite0, obj, size=96, steps=64, batch=len(classes), seed=0)
     with torch.no_grad():
         top1 = lite0(r.images).argmax(1).tolist()
