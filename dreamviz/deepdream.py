@@ -430,6 +430,35 @@ def _dream_bound(
     return result
 
 
+class _Values(torch.Tensor):
+    """A dream's objective values as a callback gets them: a tensor with one value per image
+    (one image), as :func:`render`'s callback gets them. Formatting it like the float it was
+    (``f"{value:.3g}"``) still works for one release, with a DeprecationWarning."""
+
+    def __format__(self, spec: str) -> str:
+        if not spec or self.numel() != 1:
+            return super().__format__(spec)
+        warnings.warn(
+            "a dream's callback(step, steps, values) gets values, a tensor of one value per "
+            "image, not a float: write float(values[0])",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return format(float(self), spec)
+
+
+def _per_image(callback):
+    """``callback(step, steps, values)``, the one callback signature (render's), for a loop
+    that reports one float per step."""
+    if callback is None:
+        return None
+
+    def report(step: int, steps: int, value: float) -> None:
+        callback(step, steps, torch.tensor([value]).as_subclass(_Values))
+
+    return report
+
+
 def dream(
     model,
     image,
@@ -446,7 +475,7 @@ def dream(
     guide_mode: str = D.DREAM["guide_mode"],
     seed: int = D.DREAM["seed"],
     device=None,
-    callback: Callable[[int, int, float], None] | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
     progress: bool | None = D.DISPLAY["progress"],
     preview: int | None = D.DISPLAY["preview"],
 ) -> DreamResult:
@@ -454,15 +483,18 @@ def dream(
 
     Returns a :class:`DreamResult` whose ``image`` has the input's size (3 x H x W, CPU); in a
     notebook it shows itself. ``lr`` is in 0-255 pixel units (see the module docstring);
-    ``tile=None`` never tiles; ``callback(step, total_steps, value)`` is called after every
-    step of every octave. ``progress``: a bar over all octaves' steps (None: where a person is
-    watching); ``preview=k``: in a notebook, the image redrawn in place every k steps.
-    The same seed gives the same image (bit for bit on the CPU), whatever the display.
+    ``tile=None`` never tiles; ``callback(step, steps, values)``, as :func:`render`'s, is
+    called after every step of every octave (``steps``: of all octaves; ``values``: the
+    objective per image, a tensor of one value). ``progress``: a bar over all octaves' steps
+    (None: where a person is watching); ``preview=k``: in a notebook, the image redrawn in
+    place every k steps. The same seed gives the same image (bit for bit on the CPU),
+    whatever the display.
     """
     _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels)
     model = as_vision_model(model)
     img = as_image(image)
     bound = make_objective(model, objective, guide, guide_mode)
+    callback = _per_image(callback)
     result = _dream_bound(
         model,
         img,
@@ -511,6 +543,7 @@ def dream_frames(
     if unknown:
         raise UsageError(f"unknown options: {', '.join(sorted(unknown))}; use {', '.join(opts)}")
     opts.update(kwargs)
+    opts["callback"] = _per_image(opts["callback"])
     _check_args(
         *(opts[k] for k in ("octaves", "octave_scale", "steps", "lr", "jitter")),
         opts["tile"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -187,15 +188,28 @@ def _cmap(cmap, signed: bool) -> str:
 
 def colorize(
     saliency_map,
-    cmap: str | None = None,
-    clip: float = SALIENCY["clip"],
-    *,
     method: str | None = None,
+    *old,
     sign: str | None = None,
+    clip: float = SALIENCY["clip"],
     smooth: float | None = None,
+    cmap: str | None = None,
 ) -> np.ndarray:
     """An H x W map as an H x W x 3 uint8 picture of :func:`display_map`'s values: signed maps
-    in ``diverging_dark`` (blue - dark - yellow), the others in ``inferno`` (0 is black)."""
+    in ``diverging_dark`` (blue - dark - yellow), the others in ``inferno`` (0 is black).
+
+    Its arguments are :func:`display_map`'s (``method`` second), and ``cmap``. The old order,
+    ``colorize(map, cmap, clip)``, still works for one release, with a DeprecationWarning."""
+    if old or (isinstance(method, str) and method in colormaps.ANCHORS):
+        if len(old) > 1:
+            raise TypeError(f"colorize() takes 2 positional arguments, {2 + len(old)} given")
+        warnings.warn(
+            "colorize(map, cmap, clip) is deprecated: its second argument is the method now, "
+            "as display_map's is; write colorize(map, cmap=..., clip=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        method, cmap, clip = None, method, old[0] if old else clip
     m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]))
     return _heat(*_display(m, method, sign, clip, smooth), cmap)
 

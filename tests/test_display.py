@@ -341,3 +341,18 @@ def test_a_gallery_shows_its_first_units_and_links_its_page(lite0, tmp_path, mon
     assert "GalleryResult(out=" in repr(result)
     (out / "blocks.3" / "0000.png").unlink()  # a deleted PNG is left out, not an error
     assert len(check_html(result._repr_html_()).images) == 2
+
+
+def test_predictions_is_one_attribute_and_the_old_calls_still_work(rendered, lite0, assets_dir):
+    """predictions: an attribute on every result; RenderResult.predictions() and
+    DreamResult.prediction(), the spellings before, warn for one release."""
+    top = rendered.predictions
+    with pytest.warns(DeprecationWarning, match="attribute"):
+        assert rendered.predictions() == top
+    photo = dreamviz.io.resize(dreamviz.io.as_image(assets_dir / "chelsea.jpg"), (48, 64))
+    dreamed = dreamviz.dream(lite0, photo, octaves=1, steps=1, tile=None, progress=False)
+    assert len(dreamed.predictions) == 1 and 0 < dreamed.predictions[0][1] <= 1
+    with pytest.warns(DeprecationWarning, match=r"predictions\[0\]"):
+        assert dreamed.prediction() == dreamed.predictions[0]
+    maps = dreamviz.saliency(lite0, photo[None], method="gradient", result=True, progress=False)
+    assert isinstance(maps.predictions, list) and 0 < maps.predictions[0][1] <= 1

@@ -233,7 +233,8 @@ def test_image_inputs(lite0):
 
 
 def test_ctrl_c_keeps_the_work_done(lite0, photo):
-    def stop(step, total, value):
+    def stop(step, steps, values):
+        assert values.shape == (1,) and steps == 8  # render's signature: values per image
         if step == 3:  # first octave of two, mid-way
             raise KeyboardInterrupt
 
@@ -241,3 +242,13 @@ def test_ctrl_c_keeps_the_work_done(lite0, photo):
     assert res.interrupted and res.octaves == 1
     assert res.image.shape == photo.shape  # the small octave's detail over the full photo
     assert 0 < (res.image - photo).abs().mean() < 0.05
+
+
+def test_a_callback_that_formats_the_old_float_still_works(lite0, photo):
+    """dream's callback got a float before; formatting values like one still works for one
+    release, with a DeprecationWarning."""
+    seen = []
+    with pytest.warns(DeprecationWarning, match=r"float\(values\[0\]\)"):
+        dream(lite0, photo, octaves=1, steps=1, tile=None,
+              callback=lambda step, steps, value: seen.append(f"{value:.3g}"))  # fmt: skip
+    assert len(seen) == 1 and float(seen[0]) != 0

@@ -263,10 +263,10 @@ def run(args) -> int:
         if not args.frames:
             bars: list = []
 
-            def progress(step, total, value):
+            def progress(step, total, values):
                 if not bars:  # opened on the first step, after every check has passed
                     bars.append(Bar(total, "dream", delay=0, leave=False))
-                bars[0].move_to(step, value)
+                bars[0].move_to(step, float(values[0]))
 
             try:
                 res = dream(
