@@ -1,7 +1,9 @@
-"""The thin argparse front end: ``dreamviz models|layers|render|saliency|dream|gallery|spectrum``.
+"""The thin argparse front end: ``dreamviz COMMAND``, one command for each name in COMMANDS.
 
-Each subcommand lives in ``dreamviz/commands/<name>.py`` and exposes ``add_parser(sub)``, which
-registers its options and sets ``func`` to a callable ``func(args) -> int``.
+The commands are :data:`COMMANDS` (models, layers, render, saliency, dream, gallery, explain,
+spectrum, and any added there; ``dreamviz --help`` lists them all). Each lives in
+``dreamviz/commands/<name>.py`` and exposes ``add_parser(sub)``, which registers its options
+and sets ``func`` to a callable ``func(args) -> int``.
 
 Errors: a :class:`~dreamviz.errors.DreamvizError` is printed as one line on stderr; usage errors
 exit with 2, other failures with 1. Running out of memory, a file that cannot be written and

@@ -317,7 +317,7 @@ def save_image(
 def save_animation(
     path: str | os.PathLike,
     images,
-    fps: float = 12.0,
+    fps: float = defaults.DREAM["fps"],
     loop: int = 0,
 ) -> str:
     """Write an animated ``.gif`` or ``.webp`` (lossy, quality 90) atomically from a sequence

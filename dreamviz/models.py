@@ -24,9 +24,10 @@ import torchvision
 from torch import nn
 
 from . import _lite0
+from .defaults import MODEL
 from .errors import DreamvizError, UsageError, arg, suggest
 
-DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_MODEL = MODEL  # the default lives in dreamviz.defaults; this name stays for old code
 BUNDLED = {"efficientnet_lite0"}
 RANDOM = "random"
 CPU, CUDA, MPS = (arg("device", repr(d)) for d in ("cpu", "cuda", "mps"))

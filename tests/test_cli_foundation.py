@@ -160,3 +160,12 @@ def test_help(capsys, argv):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage: dreamviz" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys):
+    from dreamviz.cli import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS) and "explain" in COMMANDS
