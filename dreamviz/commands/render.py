@@ -407,14 +407,12 @@ def _settings(args, model) -> dict:
 
 
 def _progress(steps: int):
-    from tqdm import tqdm
+    from ..display import Bar
 
-    bar = tqdm(total=steps, desc="render", unit="step", file=sys.stderr, disable=None)
+    bar = Bar(steps, "render", delay=0, terminal_only=True)
 
     def callback(step, total, values):
-        bar.update(1)
-        if step == total or step % 8 == 0:
-            bar.set_postfix(objective=f"{float(values.mean()):.3g}", refresh=False)
+        bar.update(1, float(values.mean()) if step == total or step % 8 == 0 else None)
 
     return bar, callback
 
