@@ -10,9 +10,9 @@ A recipe is a JSON dict stored in the PNG's text metadata (:func:`dreamviz.io.sa
 * ``thresholds``, ``versions``; optionally ``frame``, ``stopped`` and ``gallery``.
 
 :func:`make` writes one, :func:`read` reads one back, :func:`objective` turns targets into one
-batched objective, :func:`render_kwargs` turns settings into :func:`dreamviz.render` arguments
-and :func:`render_again` does all of it: ``render_again("old.png")`` is ``dreamviz render --from
-old.png`` in Python. The command line that reproduces a PNG is derived from its recipe by
+batched objective, :func:`settings` makes the :class:`~dreamviz.settings.RenderSettings` and
+:func:`render_kwargs` turns them into :func:`dreamviz.render` arguments. The command line that
+reproduces a PNG is derived from its recipe by
 ``dreamviz.commands.recipe.command_line`` (the CLI layer, which alone knows its flags).
 """
 
@@ -24,33 +24,22 @@ from collections.abc import Sequence
 import torch
 
 from . import defaults
-from .errors import UsageError, arg, suggest
+from .errors import UsageError, arg, integer, is_integer
 from .hooks import LOGITS
 from .io import read_image, read_recipe, resize, versions
 from .objectives import Objective, diversity
 from .objectives import parse as parse_target
 from .regularizers import L1, L2, TV, Blur
+from .settings import RenderSettings
 
 COMMAND = "render"
 KINDS = ("unit", "class")
 
 
-def settings(**given) -> dict:
+def settings(**given) -> RenderSettings:
     """All render settings: :data:`dreamviz.defaults.RENDER` updated by ``given`` (an unknown
     key is an error, so a typo is never silently ignored)."""
-    unknown = [k for k in given if k not in defaults.RENDER]
-    if unknown:
-        k = unknown[0]
-        raise UsageError(
-            f"unknown render setting {k!r}{suggest(k, defaults.RENDER)}; "
-            f"use {', '.join(defaults.RENDER)}"
-        )
-    out = dict(defaults.RENDER)
-    out.update(given)
-    for key in ("crop_scale", "crop_scale_end"):  # as JSON stores them: a recipe reads back equal
-        if out.get(key) is not None:
-            out[key] = [float(x) for x in out[key]]
-    return out
+    return RenderSettings.make(**given)
 
 
 def targets_of(items: Sequence) -> list[list[str]]:
@@ -60,7 +49,7 @@ def targets_of(items: Sequence) -> list[list[str]]:
     for item in items:
         if isinstance(item, Objective):
             raise UsageError("a recipe's targets are strings; render an Objective directly")
-        if isinstance(item, int) and not isinstance(item, bool):
+        if is_integer(item):
             out.append(["class", str(item)])
         elif isinstance(item, str):
             out.append(["unit" if ":" in item else "class", item.strip()])
@@ -77,18 +66,17 @@ def targets_of(items: Sequence) -> list[list[str]]:
 
 def objective(model, targets: Sequence, per_target: int = 1, diversity_weight: float = 0.0):
     """One batched objective for ``targets`` (each repeated ``per_target`` times, image i
-    aimed by ``batch=i``), bound to ``model``, and the label of each image.
+    aimed by ``image=i``), bound to ``model``, and the label of each image.
 
     ``diversity_weight`` subtracts Lucid's diversity term, which compares the images'
     activations, so it needs every target on one layer.
     """
     targets = targets_of(targets)
-    if per_target < 1:
-        raise UsageError(f"per_target must be >= 1, got {per_target}")
+    per_target = integer("per_target", per_target, 1)
     per_image = [t for t in targets for _ in range(per_target)]
     n = len(per_image)
     terms = [
-        parse_target(text, model, batch=i if n > 1 else None, kind=kind)
+        parse_target(text, model, image=i if n > 1 else None, kind=kind)
         for i, (kind, text) in enumerate(per_image)
     ]
     total = sum(terms)
@@ -189,7 +177,7 @@ def make(
         "targets": targets_of(targets),
         "index": int(index),
         "images": len(labels),
-        "settings": dict(settings),
+        "settings": RenderSettings.from_recipe(settings).to_recipe(),
         "thresholds": [int(t) for t in thresholds],
         "versions": versions(),
         **extra,
@@ -205,8 +193,9 @@ def read(path: str | os.PathLike) -> dict:
         )
     if not isinstance(recipe.get("targets"), list) or not recipe["targets"]:
         raise UsageError(f"the recipe in {str(path)!r} has no targets; it is damaged")
+    # raw values, unchecked: the reader checks them as it would its own input
     known = {k: v for k, v in recipe.get("settings", {}).items() if k in defaults.RENDER}
-    recipe["settings"] = settings(**known)
+    recipe["settings"] = {**RenderSettings().to_recipe(), **known}
     return recipe
 
 
@@ -217,28 +206,12 @@ def version_changes(recipe: dict) -> str | None:
     return ", ".join(f"{k} {old.get(k)} -> {new[k]}" for k in changed) or None
 
 
-def render_again(path: str | os.PathLike, model=None, **overrides):
-    """Render a PNG's recipe again: ``dreamviz render --from PNG`` from Python. ``overrides``
-    change settings (``steps=512``); returns the :class:`~dreamviz.engine.RenderResult` of
-    the whole batch the PNG was part of."""
-    from .engine import render
-    from .models import load_model
-
-    recipe = read(path)
-    s = settings(**{**recipe["settings"], **overrides})
-    if model is None:
-        model = load_model(recipe["model"], weights=recipe.get("weights"), device=s["device"])
-    obj, labels = objective(model, recipe["targets"], int(s["batch"]), float(s["diversity"]))
-    return render(model, obj, batch=len(labels), **render_kwargs(s, model))
-
-
 __all__ = [
     "COMMAND",
     "make",
     "objective",
     "read",
     "regularizers",
-    "render_again",
     "render_kwargs",
     "settings",
     "targets_of",

@@ -382,17 +382,50 @@ def test_gallery_command_line_parses_back_to_the_same_gallery():
 
 
 def test_defaults_come_from_defaults_py():
-    """build() and ``dreamviz gallery`` take their defaults from defaults.GALLERY, then RENDER."""
+    """build() and ``dreamviz gallery`` take their defaults from defaults.GALLERY, then RENDER:
+    build's render keywords default to None, which means the settings' value, itself the
+    defaults'."""
     params = inspect.signature(gallery.build).parameters
+    used = gallery._render_settings(None)
     args = build_parser().parse_args(["gallery"])
     api_names = {"param": "param_kind"}
     for key, value in {**defaults.RENDER, **defaults.GALLERY}.items():
         name = api_names.get(key, key)
-        if name in params:
+        if key in used and key not in ("batch", "size"):
+            assert used[key] == value, key
+        if name in params and key not in used:
             assert params[name].default == value, key
         if key in vars(args):
             assert getattr(args, key) == value, key
-    assert params["size"].default == args.size == defaults.GALLERY["size"]
+    size = defaults.GALLERY["size"]
+    assert used.size == (size, size) and args.size == size
+    assert used.batch == 1  # one image per unit; GALLERY's batch is units per pass
+    assert params["batch"].default == defaults.GALLERY["batch"]
+
+
+def test_every_render_setting_is_in_the_gallery_key(lite0):
+    """The resume key hashes every field of the render settings: crops and crop_scale were
+    once left out, and a subclass with a new field changes it too."""
+    import dataclasses
+
+    from dreamviz.gallery import store
+    from dreamviz.settings import RenderSettings
+
+    unit = gallery.Unit("blocks.3", 0)
+    base = RenderSettings.make(size=32)
+
+    def key(render):
+        return store.unit_key(store.settings(lite0, render), unit, 0)
+
+    for name, other in [("crops", 2), ("crop_scale", (0.3, 0.5)), ("lr_schedule", "constant"),
+                        ("crop_scale_end", (0.2, 0.3)), ("tv", 0.1)]:  # fmt: skip
+        assert key(base.replace(**{name: other})) != key(base), name
+    assert key(base.replace(steps=base.steps)) == key(base)
+    Extended = dataclasses.make_dataclass(
+        "Extended", [("new_knob", int, dataclasses.field(default=0))], bases=(RenderSettings,),
+        frozen=True,
+    )  # fmt: skip
+    assert key(Extended(size=32, new_knob=1)) != key(Extended(size=32, new_knob=2))
 
 
 def _free_port() -> int:

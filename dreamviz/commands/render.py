@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import defaults, recipes
 from ..errors import UsageError
+from ..settings import RenderSettings
 from . import (
     add_image_args,
     add_model_args,
@@ -399,11 +400,10 @@ def _frame_path(path: Path, step: int) -> Path:
     return path.with_name(f"{path.stem}_{step:04d}{path.suffix}")
 
 
-def _settings(args, model) -> dict:
-    settings = recipes.settings(**{key: getattr(args, key) for key in SETTINGS})
-    settings["device"] = model.device.type
-    settings["size"] = list(args.size or model.input_size)
-    return settings
+def _settings(args, model) -> RenderSettings:
+    given = {key: getattr(args, key) for key in SETTINGS}
+    given.update(device=model.device.type, size=args.size or model.input_size)
+    return recipes.settings(**given)
 
 
 def _progress(steps: int):

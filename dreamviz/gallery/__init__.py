@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -45,6 +45,7 @@ from ..errors import UsageError, arg, integer, split_list
 from ..hooks import LOGITS, check_unit
 from ..io import write_json, write_text
 from ..models import as_vision_model, load_model
+from ..settings import RenderSettings
 from . import store
 from .batches import Progress, render_batch
 from .natural import Maxima, natural_crops, natural_maxima, photos
@@ -140,24 +141,35 @@ def _write_pages(
     return records
 
 
+def _render_settings(settings: Mapping | None, **given) -> RenderSettings:
+    """The gallery's render settings: ``defaults.RENDER`` with GALLERY's size and steps, then
+    ``settings`` (its entries that are not None), then the keywords that are not None; one
+    image per unit."""
+    base = {"size": GALLERY["size"], "steps": GALLERY["steps"]}
+    base.update({k: v for k, v in dict(settings or {}).items() if v is not None})
+    base.update({k: v for k, v in given.items() if v is not None})
+    return RenderSettings.make(**{**base, "batch": 1})
+
+
 def build(
     model,
     layers: str | Sequence[str] = (),
     channels=GALLERY["channels"],
     classes=None,
     *,
-    size: int | Sequence[int] = GALLERY["size"],
-    steps: int = GALLERY["steps"],
+    size: int | Sequence[int] | None = None,
+    steps: int | None = None,
     batch: int | str = GALLERY["batch"],
     out: str | os.PathLike = GALLERY["out"],
-    seed: int = RENDER["seed"],
-    lr: float = RENDER["lr"],
-    optimizer: str = RENDER["optimizer"],
-    param_kind: str = RENDER["param"],
-    decorrelate: bool = RENDER["decorrelate"],
-    transforms: str = RENDER["transforms"],
-    settle: float = RENDER["settle"],
-    amp: bool = RENDER["amp"],
+    settings: Mapping | None = None,
+    seed: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    param_kind: str | None = None,
+    decorrelate: bool | None = None,
+    transforms: str | None = None,
+    settle: float | None = None,
+    amp: bool | None = None,
     weights: str | None = None,
     device: str | None = RENDER["device"],
     natural=GALLERY["natural"],
@@ -177,7 +189,11 @@ def build(
     there. ``reproduce(recipe)``: the commands that render a unit again from its PNG's recipe,
     one per line, shown in the page's large view (None: the view shows the settings only).
     ``command``: the command that built the gallery, shown in the page's header and stored in
-    the manifest. ``batch``: units optimized together in one pass; ``"auto"`` asks
+    the manifest. ``settings``: the render settings (a
+    :class:`~dreamviz.settings.RenderSettings` or a dict of some of its names; the rest are
+    ``defaults.RENDER``'s, the size and steps ``defaults.GALLERY``'s); the keywords ``size``,
+    ``steps``, ``seed``, ``lr``, ... override it where given (None: not given). ``batch``: units
+    optimized together in one pass; ``"auto"`` asks
     :func:`dreamviz.batching.rows_per_pass` (device, size, layers), and a batch that runs out
     of memory is rendered in halves. ``progress``: a bar counting units (None: where a person
     is watching). The result shows its first units in a notebook, with a link to the page.
@@ -189,7 +205,21 @@ def build(
         model = as_vision_model(model)
     layers = [layers] if isinstance(layers, str) else list(layers)
     batch = integer("batch", batch, 1, auto=True)
-    integer("steps", steps, 1)
+    render = _render_settings(
+        settings,
+        size=size,
+        steps=steps,
+        seed=seed,
+        lr=lr,
+        optimizer=optimizer,
+        param=param_kind,
+        decorrelate=decorrelate,
+        transforms=transforms,
+        settle=settle,
+        amp=amp,
+    )
+    integer("steps", render.steps, 1)
+    size, seed = render.size, render.seed
     if not layers and classes is None:
         raise UsageError(
             f"nothing to render; give {arg('layers', 'LAYER')} and/or {arg('classes', '0-15')}"
@@ -203,19 +233,7 @@ def build(
     if min(store.size2(size)) < 16:
         raise UsageError(f"size {size} is too small; use 16 px or more")
     natural_paths = photos(natural)
-    settings = store.settings(
-        model,
-        size=size,
-        steps=steps,
-        lr=lr,
-        optimizer=optimizer,
-        param=param_kind,
-        decorrelate=decorrelate,
-        transforms=transforms,
-        settle=settle,
-        amp=amp,
-        seed=seed,
-    )
+    settings = store.settings(model, render)
     out = Path(out)
     plans = store.plan(out, settings, units)
     pending = [p for p in plans if not p.is_done()]

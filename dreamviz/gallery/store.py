@@ -1,8 +1,9 @@
 """A gallery on disk: its settings and unit keys, where each unit's files go, and what is done.
 
 Each unit's key hashes the settings (the model's name, weights and a fingerprint of its
-parameters, size, steps, lr, optimizer, parameterization, transforms, base seed and the dreamviz
-version), the unit and its seed. A unit whose PNG and record exist with the same key is done: a
+parameters, every field of the :class:`~dreamviz.settings.RenderSettings` and the dreamviz
+version), the unit and its seed: a setting added to the render settings is in the key at once. A
+unit whose PNG and record exist with the same key is done: a
 rerun does not render it again. The record is written after the PNG, so it marks the unit done.
 """
 
@@ -20,6 +21,7 @@ import torch
 
 from .._version import __version__
 from ..models import BUNDLED, VisionModel
+from ..settings import RenderSettings
 from .units import Unit, unit_seed
 
 TIMING_FIELDS = ("seconds", "batch_seconds")  # the only fields that differ between equal runs
@@ -52,37 +54,17 @@ def size2(size: int | Sequence[int]) -> list[int]:
     return [int(h), int(w)]
 
 
-def settings(
-    model: VisionModel,
-    *,
-    size: int | Sequence[int],
-    steps: int,
-    lr: float,
-    optimizer: str,
-    param: str,
-    decorrelate: bool,
-    transforms: str,
-    settle: float,
-    amp: bool,
-    seed: int,
-) -> dict:
-    """Everything that shapes a gallery's images (the keys hash it; the manifest and every
-    record carry it). Names follow :data:`dreamviz.defaults.RENDER` where they are its."""
+def settings(model: VisionModel, render: RenderSettings) -> dict:
+    """Everything that shapes a gallery's images, flat (the keys hash it; the manifest and
+    every record carry it): the model's name, weights and a fingerprint of its parameters,
+    every field of ``render`` (its size as [H, W]) and the dreamviz version."""
     return {
         "model": model.name,
         "weights": model.weights,
         "weights_default": model.name not in BUNDLED and _is_default_weights(model),
         "weights_sha256": weights_fingerprint(model),
-        "size": size2(size),
-        "steps": int(steps),
-        "lr": float(lr),
-        "optimizer": str(optimizer),
-        "param": str(param),
-        "decorrelate": bool(decorrelate),
-        "transforms": str(transforms),
-        "settle": float(settle),
-        "amp": bool(amp),
-        "seed": int(seed),
+        **render.to_recipe(),
+        "size": size2(render.size or model.input_size),
         "dreamviz": __version__,
     }
 

@@ -2,7 +2,7 @@
 
 A unit is one channel of a layer, or one class (layer ``logits``). Its seed hashes the base seed
 and its name, so it does not depend on the batch the unit is rendered in; its recipe, stored in
-its PNG, renders it again (:func:`dreamviz.recipes.make`, :func:`~dreamviz.recipes.render_again`).
+its PNG renders it again (:func:`dreamviz.recipes.make`; ``dreamviz render --from PNG``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..hooks import LOGITS, check_layer, num_channels
 from ..models import VisionModel
 from ..objectives import parse
+from ..settings import RenderSettings
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,10 @@ def select_units(
     return list(dict.fromkeys(units))
 
 
-def render_settings(settings: dict, seed: int) -> dict:
-    """The render settings of one unit (its recipe's): the gallery's settings that
-    :data:`dreamviz.defaults.RENDER` knows, one image, the unit's own seed."""
-    given = {k: v for k, v in settings.items() if k in defaults.RENDER}
-    return recipes.settings(**{**given, "batch": 1, "seed": seed})
+def render_settings(settings: dict, seed: int) -> RenderSettings:
+    """The render settings of one unit (its recipe's): the gallery's render settings, one
+    image, the unit's own seed."""
+    return RenderSettings.from_recipe(settings).replace(batch=1, seed=seed)
 
 
 def weights_to_load(settings: dict) -> str | None:
@@ -158,7 +158,7 @@ def weights_to_load(settings: dict) -> str | None:
 
 def recipe(settings: dict, unit: Unit, *, seed: int, key: str, file: str) -> dict:
     """The recipe stored in a unit's PNG: a one-image render of the unit with its own seed, so
-    that the PNG renders it again alone (:func:`dreamviz.recipes.render_again`). ``gallery``
+    that the PNG renders it again alone (``dreamviz render --from PNG``). ``gallery``
     records where it came from: the unit, the base seed, its key and its ``file`` inside the
     gallery."""
     return recipes.make(
