@@ -128,6 +128,16 @@ saliency-cmap-empty    | 2 | $S $d/photo.jpg --cmap ''                |  | empty
 dream-class-empty      | 2 | $DR $d/photo.jpg --class '' -o x.png     |  | empty; give a value or leave --class out
 dream-unit-empty       | 2 | $DR $d/photo.jpg --unit ' ' -o x.png     |  | empty
 gallery-natural-blank  | 2 | $G $L --natural '' --out g               |  | empty
+render-schedule-bogus  | 2 | $R --lr-schedule linear -o x.png         |  | invalid choice
+render-schedule-empty  | 2 | $R --lr-schedule '' -o x.png             |  |
+render-schedule-ok     | 0 | $R --lr-schedule constant -o x.png       | x.png |
+render-crop-end-one    | 2 | $R --transforms crops --crop-scale-end 0.5 -o x.png |  | LO,HI
+render-crop-end-nan    | 2 | $R --transforms crops --crop-scale-end nan,1 -o x.png |  | 0 < LO
+render-crop-end-order  | 2 | $R --transforms crops --crop-scale-end 0.9,0.2 -o x.png |  | 0 < LO <= HI
+render-crop-end-ok     | 0 | $R --transforms crops --crops 2 --crop-scale-end 0.2,0.4 -o x.png | x.png |
+gallery-schedule-bogus | 2 | $G $L --lr-schedule step --out g         |  | invalid choice
+gallery-crops-zero     | 2 | $G $L --crops 0 --out g                  |  |
+gallery-crop-end-big   | 2 | $G $L --crop-scale-end 2,3 --out g       |  | 0 < LO
 explain-gallery-empty  | 2 | $X $d/photo.jpg --gallery '' --out e     |  | empty
 explain-gallery-missing | 2 | $X $d/photo.jpg --gallery $d/nope --out e |  | manifest
 render-weights-random  | 0 | $R --weights random -o x.png             | x.png |

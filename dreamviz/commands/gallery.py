@@ -28,6 +28,7 @@ from . import (
 )
 from .recipe import command_line as render_command_line
 from .recipe import from_line
+from .render import scale_range
 
 GALLERY, RENDER = defaults.GALLERY, defaults.RENDER
 
@@ -36,12 +37,13 @@ def _option(group, name: str, table, what: str = "", **kwargs) -> None:
     """``--NAME`` with its default from ``table`` (defaults.GALLERY or RENDER), in its help."""
     default = table[name]
     text = f"{what} (default {default})" if what else f"default {default}"
-    group.add_argument(f"--{name}", default=default, help=text, **kwargs)
+    flag = "--" + name.replace("_", "-")
+    group.add_argument(flag, dest=name, default=default, help=text, **kwargs)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The gallery options (shared with scripts/make_gallery.py)."""
-    from ..optim import OPTIMIZERS
+    from ..optim import OPTIMIZERS, SCHEDULES
     from ..param import PARAMS
     from ..transforms import PRESETS
 
@@ -69,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what = "units optimized together in one pass: auto (sized for the device) or a number"
     _option(o, "batch", GALLERY, what, type=int_or_auto(1, 4096))
     _option(o, "lr", RENDER, type=float_range(0.0, lo_open=True))
+    _option(o, "lr_schedule", RENDER, "constant, or cosine (warm-up, decay)", choices=SCHEDULES)
     _option(o, "optimizer", RENDER, choices=sorted(OPTIMIZERS))
     _option(o, "param", RENDER, "image parameterization", choices=sorted(PARAMS))
     o.add_argument(
@@ -79,6 +82,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="optimize RGB directly instead of ImageNet-decorrelated colour",
     )
     _option(o, "transforms", RENDER, "robustness transforms", choices=sorted(PRESETS))
+    what = "--transforms crops: views per image and step"
+    _option(o, "crops", RENDER, what, type=int_range(1, 64))
+    what = "--transforms crops: crop side as a fraction of the shorter side"
+    _option(o, "crop_scale", RENDER, what, type=scale_range, metavar="LO,HI")
+    what = "--transforms crops: the crop scale at the last step (default: --crop-scale)"
+    o.add_argument("--crop-scale-end", type=scale_range, metavar="LO,HI", help=what)
     what = "final fraction of steps without transforms"
     _option(o, "settle", RENDER, what, type=float_range(0.0, 1.0))
     _option(o, "seed", RENDER, "base seed; each unit hashes it", type=int_range(0, 2**62))
@@ -94,6 +103,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def scale_text(scale) -> str:
+    return ",".join(number_text(x) for x in scale)
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The ``dreamviz gallery`` command that builds this gallery: the request and every
     setting that shapes the images, written out even where it is today's default."""
@@ -107,8 +120,12 @@ def command_line(args: argparse.Namespace) -> str:
     if args.classes is not None:
         cmd += ["--classes", str(args.classes)]
     cmd += ["--size", size_text(args.size)]
-    for key in ("steps", "lr", "optimizer", "param", "transforms", "settle"):
-        cmd += [f"--{key}", number_text(getattr(args, key))]
+    for key in ("steps", "lr", "lr_schedule", "optimizer", "param", "transforms", "settle"):
+        cmd += ["--" + key.replace("_", "-"), number_text(getattr(args, key))]
+    if args.transforms == "crops":
+        cmd += ["--crops", str(args.crops), "--crop-scale", scale_text(args.crop_scale)]
+        if args.crop_scale_end is not None:
+            cmd += ["--crop-scale-end", scale_text(args.crop_scale_end)]
     if not args.decorrelate:
         cmd.append("--no-decorrelate")
     if args.amp:
@@ -145,6 +162,12 @@ def build_kwargs(args: argparse.Namespace) -> dict:
         transforms=args.transforms,
         settle=args.settle,
         amp=args.amp,
+        settings={
+            "lr_schedule": args.lr_schedule,
+            "crops": args.crops,
+            "crop_scale": args.crop_scale,
+            "crop_scale_end": args.crop_scale_end,
+        },
         weights=args.weights,
         natural=None if str(args.natural).lower() == "none" else args.natural,
         progress=not args.quiet,

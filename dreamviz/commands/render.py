@@ -57,7 +57,7 @@ def _thresholds(text: str) -> list[int]:
     return values
 
 
-def _scale_range(text: str) -> list[float]:
+def scale_range(text: str) -> list[float]:
     """argparse type: ``LO,HI`` with 0 < LO <= HI <= 1."""
     try:
         lo, hi = (float(v) for v in str(text).split(","))
@@ -166,14 +166,14 @@ def add_parser(sub) -> None:
     )
     o.add_argument(
         "--crop-scale",
-        type=_scale_range,
+        type=scale_range,
         metavar="LO,HI",
         help="--transforms crops: crop side as a fraction of the image's shorter side "
         f"(default {','.join(str(x) for x in defaults.RENDER['crop_scale'])})",
     )
     o.add_argument(
         "--crop-scale-end",
-        type=_scale_range,
+        type=scale_range,
         metavar="LO,HI",
         help="--transforms crops: the crop scale at the last step, reached linearly from "
         "--crop-scale (default: --crop-scale throughout)",
@@ -290,7 +290,7 @@ def _from_recipe(path: str, key: str, value):
         if not (isinstance(value, list) and len(value) == 2):
             raise bad("not [low, high]")
         try:
-            _scale_range(",".join(map(str, value)))
+            scale_range(",".join(map(str, value)))
         except argparse.ArgumentTypeError as e:
             raise bad(str(e)) from None
     if key in ("init", "spectrum", "accentuate_layer", "device") and not (
