@@ -404,6 +404,7 @@ def _dream_bound(
             settle=0.0,
             optimizer="sgd",
             lr=lr / PIXEL_UNITS,
+            lr_schedule="constant",  # the classic dream: the same step size throughout
             steps=steps,
             grad_norm=grad_norm,
             seed=seed * _OCTAVE_SEED + k,

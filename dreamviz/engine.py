@@ -25,7 +25,9 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
+from types import SimpleNamespace
 
 import torch
 
@@ -35,7 +37,7 @@ from . import optim as optim_mod
 from . import transforms as tf_mod
 from .errors import DreamvizWarning, NonFiniteError, UsageError, arg, integer
 from .hooks import LOGITS, Capture, check_input_size
-from .models import as_vision_model, classify, resolve_device
+from .models import VisionModel, as_vision_model, classify, resolve_device
 from .objectives import Objective, closeness
 from .objectives import parse as parse_objective
 from .param import ImageParam, image_param, image_seeds
@@ -395,143 +397,215 @@ def render(
     scripts. ``preview=k``: in a notebook, one inline image of the batch, redrawn every k
     steps as it forms. Neither changes the images, and when off they cost nothing.
     """
+    run = _prepare(model, objective, SimpleNamespace(**locals()))
+    with Capture(run.model, run.objective.layers) as cap:
+        try:
+            for step in range(1, steps + 1):
+                _step(run, cap, step)
+        except KeyboardInterrupt:
+            run.interrupted = True
+        finally:
+            if run.bar is not None:
+                run.bar.close()
+    return _finish(run, preview)
+
+
+@dataclass
+class _Run:
+    """One render's step context: what :func:`_prepare` sets up, :func:`_step` advances and
+    :func:`_finish` turns into a :class:`RenderResult`."""
+
+    model: VisionModel
+    dev: torch.device
+    objective: Objective
+    param: ImageParam
+    opt: torch.optim.Optimizer
+    robust: Callable  # the transforms, until the settle phase
+    gens: list[torch.Generator]
+    views: _Views
+    o: SimpleNamespace  # render()'s arguments
+    first: torch.Tensor  # the start image
+    settle_from: int = 0
+    history: list[torch.Tensor] = field(default_factory=list)
+    frames: dict[int, torch.Tensor] = field(default_factory=dict)
+    evidence: torch.Tensor | None = None
+    bar: object = None
+    live: object = None
+    interrupted: bool = False
+    start: float = field(default_factory=time.perf_counter)
+    last_good: torch.Tensor | None = None
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [p for group in self.opt.param_groups for p in group["params"]]
+
+    def autocast(self):
+        return _autocast(self.dev, self.o.amp)
+
+
+def _prepare(model, objective, o: SimpleNamespace) -> _Run:
+    """Check the arguments and set up the image, its transforms, the optimizer and the
+    displays."""
     model = as_vision_model(model)
-    dev = _device(model, device)
-    _check_args(steps, settle)
+    dev = _device(model, o.device)
+    _check_args(o.steps, o.settle)
+    optim_mod.check_schedule(o.lr_schedule)
     if not isinstance(objective, Objective):
         objective = parse_objective(objective, model)
     objective = objective.bind(model)
-    if param is None:
-        extra = {"spectrum": spectrum} if param_kind == "maco" else {}
-        param = image_param(
-            param_kind,
-            size if size is not None else model.input_size,
-            batch=batch,
-            decorrelate=decorrelate,
-            init=init,
-            seed=seed,
-            **extra,
-        )
-    if accentuate:
-        objective = _accentuated(model, objective, init, accentuate, accentuate_layer, param)
+    param = o.param if o.param is not None else _image(model, o)
+    if o.accentuate:
+        objective = _accentuated(model, objective, o.init, o.accentuate, o.accentuate_layer, param)
     param = param.to(dev)
     first = param()
-    n = first.shape[0]
-    if tile is None or max(first.shape[-2:]) <= tile:
-        check_input_size(model, tuple(first.shape[-2:]))
-    gens = _generators(image_seeds(seed, n))
-    # crops are shown to the model at its input size, or at the image's own size when the
-    # image is smaller (a 128 px gallery image is not upsampled to 224 px views)
-    small = all(a < b for a, b in zip(first.shape[-2:], model.input_size))
-    view = tuple(first.shape[-2:]) if small else model.input_size
-    robust, plain = tf_mod.get(transforms, view), tf_mod.none()
-    if isinstance(robust, tf_mod.Crops):  # a copy: the caller's object is never changed
+    n, hw = first.shape[0], tuple(first.shape[-2:])
+    if o.tile is None or max(hw) <= o.tile:
+        check_input_size(model, hw)
+    robust = _robust(o.transforms, hw, model.input_size)
+    params = [p for p in param.parameters() if p.requires_grad]
+    o.regularizers = list(o.regularizers)
+    o.blurs = [r for r in o.regularizers if isinstance(r, Blur) and r.every]
+    o.norm = optim_mod.grad_normalizer(o.grad_norm)
+    o.thresholds = sorted({int(t) for t in o.thresholds if 0 < int(t) <= o.steps})
+    return _Run(
+        model=model,
+        dev=dev,
+        objective=objective,
+        param=param,
+        opt=optim_mod.make_optimizer(o.optimizer, params, o.lr),
+        robust=robust,
+        gens=_generators(image_seeds(o.seed, n)),
+        views=_Views(model, objective.layers, robust, hw, n),
+        o=o,
+        first=first,
+        settle_from=o.steps - int(round(o.settle * o.steps)),  # later steps are plain
+        evidence=torch.zeros(n, *hw, device=dev) if o.alpha else None,
+        bar=display.progress_bar(o.progress, o.steps, "render"),
+        live=display.make_preview(o.preview, "render"),
+        last_good=param().detach(),
+    )
+
+
+def _image(model, o: SimpleNamespace) -> ImageParam:
+    extra = {"spectrum": o.spectrum} if o.param_kind == "maco" else {}
+    return image_param(
+        o.param_kind,
+        o.size if o.size is not None else model.input_size,
+        batch=o.batch,
+        decorrelate=o.decorrelate,
+        init=o.init,
+        seed=o.seed,
+        **extra,
+    )
+
+
+def _robust(transforms, hw: tuple[int, int], input_size) -> Callable:
+    """The transforms. Crops are shown to the model at its input size, or at the image's own
+    size when the image is smaller (a 128 px gallery image is not upsampled to 224 px views);
+    the engine works on a copy of a caller's ``Crops`` and never changes theirs."""
+    small = all(a < b for a, b in zip(hw, input_size))
+    view = hw if small else tuple(input_size)
+    robust = tf_mod.get(transforms, view)
+    if isinstance(robust, tf_mod.Crops):
         robust = copy.copy(robust)
         robust.size = robust.size or view
-    settle_from = steps - int(round(settle * steps))  # steps after this one are plain
-    regs = list(regularizers)
-    blurs = [r for r in regs if isinstance(r, Blur) and r.every]
-    norm = optim_mod.grad_normalizer(grad_norm)
-    params = [p for p in param.parameters() if p.requires_grad]
-    opt = optim_mod.make_optimizer(optimizer, params, lr)
-    optim_mod.check_schedule(lr_schedule)
-    thresholds = sorted({int(t) for t in thresholds if 0 < int(t) <= steps})
+    return robust
 
-    def autocast():
-        return _autocast(dev, amp)
 
-    views = _Views(model, objective.layers, robust, tuple(first.shape[-2:]), n)
+def _gradient(run: _Run, images: torch.Tensor, transform, cap: Capture) -> torch.Tensor:
+    """The objective per image, its gradient left on the image parameters: one pass, views in
+    groups, or tiles."""
+    o = run.o
+    args = (images, transform, run.gens, cap, run.objective, o.regularizers, run.autocast)
+    h, w = images.shape[-2:]
+    if o.tile is not None and (h > o.tile or w > o.tile):
+        return objective_and_grad_tiled(*args, o.tile, o.tile_overlap)
+    if run.views.multi:
+        return objective_and_grad_views(*args, run.views.per_pass)
+    return objective_and_grad(*args)
 
-    def step_fn(images, transform, cap):
-        h, w = images.shape[-2:]
-        if tile is None or (h <= tile and w <= tile):
-            if not views.multi:
-                return objective_and_grad(images, transform, gens, cap, objective, regs, autocast)
-            return objective_and_grad_views(
-                images, transform, gens, cap, objective, regs, autocast, views.per_pass
-            )
-        return objective_and_grad_tiled(
-            images, transform, gens, cap, objective, regs, autocast, tile, tile_overlap
-        )
 
-    history: list[torch.Tensor] = []
-    frames: dict[int, torch.Tensor] = {}
-    evidence = torch.zeros(n, *first.shape[-2:], device=dev) if alpha else None
-    interrupted = False
-    bar = display.progress_bar(progress, steps, "render")
-    live = display.make_preview(preview, "render")
-    start = time.perf_counter()
-    last_good = param().detach()
-    with Capture(model, objective.layers) as cap:
+def _step(run: _Run, cap: Capture, step: int) -> None:
+    """One optimization step: schedules, the gradient (redone with the same draws if a
+    multi-view pass runs out of memory), the finite check, the update, and the records."""
+    o = run.o
+    states = run.views.save(run.gens)
+    optim_mod.set_lr(run.opt, optim_mod.lr_factor(o.lr_schedule, step, o.steps))
+    if isinstance(run.robust, tf_mod.Crops):
+        run.robust.progress = (step - 1) / max(1, o.steps - 1)
+    transform = run.robust if step <= run.settle_from else tf_mod.none()
+    while True:  # once, unless a multi-view step runs out of memory
+        run.opt.zero_grad(set_to_none=True)
+        images = run.param()
+        if run.evidence is not None:
+            images.register_hook(partial(_accumulate, run.evidence))
         try:
-            for step in range(1, steps + 1):
-                states = views.save(gens)
-                optim_mod.set_lr(opt, optim_mod.lr_factor(lr_schedule, step, steps))
-                if isinstance(robust, tf_mod.Crops):
-                    robust.progress = (step - 1) / max(1, steps - 1)
-                while True:  # once, unless a multi-view step runs out of memory
-                    opt.zero_grad(set_to_none=True)
-                    images = param()
-                    if evidence is not None:
-                        images.register_hook(partial(_accumulate, evidence))
-                    try:
-                        values = step_fn(images, robust if step <= settle_from else plain, cap)
-                        break
-                    except Exception as e:  # noqa: BLE001 - re-raised unless out of memory
-                        if not views.redo(e, gens, states):
-                            raise
-                    batching.release(dev)
-                # one check of N values per step: a NaN gradient makes the next step's image,
-                # hence its objective, non-finite, and last_good is still the image before it
-                if not bool(torch.isfinite(values).all()):
-                    raise _non_finite(step, last_good)
-                last_good = images.detach()
-                history.append(values.cpu())
-                optim_mod.normalize_grads(params, norm)
-                opt.step()
-                param.post_step()
-                _blur_steps(param, step, blurs)
-                if step in thresholds:
-                    frames[step] = param().detach().float().cpu().clamp(0, 1)
-                if callback is not None:
-                    callback(step, steps, values)
-                if bar is not None:
-                    bar.update(1, float(history[-1].mean()))
-                if live is not None and live.due(step):
-                    with torch.no_grad():
-                        live.update(param(), f"step {step}/{steps}")
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            if bar is not None:
-                bar.close()
+            values = _gradient(run, images, transform, cap)
+            break
+        except Exception as e:  # noqa: BLE001 - re-raised unless out of memory
+            if not run.views.redo(e, run.gens, states):
+                raise
+        batching.release(run.dev)
+    # one check of N values per step: a NaN gradient makes the next step's image, hence its
+    # objective, non-finite, and last_good is still the image before it
+    if not bool(torch.isfinite(values).all()):
+        raise _non_finite(step, run.last_good)
+    run.last_good = images.detach()
+    run.history.append(values.cpu())
+    optim_mod.normalize_grads(run.params, o.norm)
+    run.opt.step()
+    run.param.post_step()
+    _blur_steps(run.param, step, o.blurs)
+    _record(run, step, values)
 
+
+def _record(run: _Run, step: int, values: torch.Tensor) -> None:
+    """After a step: the frames kept, the callback, the progress bar and the preview."""
+    o = run.o
+    if step in o.thresholds:
+        run.frames[step] = run.param().detach().float().cpu().clamp(0, 1)
+    if o.callback is not None:
+        o.callback(step, o.steps, values)
+    if run.bar is not None:
+        run.bar.update(1, float(run.history[-1].mean()))
+    if run.live is not None and run.live.due(step):
+        with torch.no_grad():
+            run.live.update(run.param(), f"step {step}/{o.steps}")
+
+
+def _finish(run: _Run, preview) -> RenderResult:
+    """The result: the final images (the last good ones after Ctrl-C), the history, frames
+    and alpha; a warning when the image saturated."""
     with torch.no_grad():
-        final = param().detach().float().clamp(0, 1)
-    if interrupted and history:
-        final = last_good.float().clamp(0, 1)
-    if history:
-        flat = saturation(final)
-        if flat > D.SATURATION and flat > saturation(first) + 0.25:
-            warnings.warn(
-                DreamvizWarning(
-                    f"the image saturated: {flat:.0%} of its pixel values are 0 or 1 (a flat, "
-                    f"few-colour picture); lower {arg('lr')} (now {lr:g})"
-                ),
-                stacklevel=2,
-            )
+        final = run.param().detach().float().clamp(0, 1)
+    if run.interrupted and run.history:
+        final = run.last_good.float().clamp(0, 1)
+    if run.history:
+        _warn_saturated(final, run.first, run.o.lr)
     result = RenderResult(
         images=final.cpu(),
-        history=torch.stack(history) if history else torch.zeros(0, n),
-        frames=frames,
-        interrupted=interrupted,
-        objective=str(objective),
-        seconds=time.perf_counter() - start,
-        alpha=evidence.float().cpu() if evidence is not None else None,
+        history=torch.stack(run.history) if run.history else torch.zeros(0, final.shape[0]),
+        frames=run.frames,
+        interrupted=run.interrupted,
+        objective=str(run.objective),
+        seconds=time.perf_counter() - run.start,
+        alpha=run.evidence.float().cpu() if run.evidence is not None else None,
     )
-    _describe(result, objective, model)  # per-image labels and top-1 classes (display only)
-    if live is not None and isinstance(preview, display.Preview):  # a dream's octave
-        live.update(final, f"step {len(history)}/{steps}")
-    elif live is not None:  # the preview becomes the result, captions and all
-        live.finish(result)
+    _describe(result, run.objective, run.model)  # labels and top-1 classes (display only)
+    if run.live is not None and isinstance(preview, display.Preview):  # a dream's octave
+        run.live.update(final, f"step {len(run.history)}/{run.o.steps}")
+    elif run.live is not None:  # the preview becomes the result, captions and all
+        run.live.finish(result)
     return result
+
+
+def _warn_saturated(final: torch.Tensor, first: torch.Tensor, lr: float) -> None:
+    flat = saturation(final)
+    if flat > D.SATURATION and flat > saturation(first) + 0.25:
+        warnings.warn(
+            DreamvizWarning(
+                f"the image saturated: {flat:.0%} of its pixel values are 0 or 1 (a flat, "
+                f"few-colour picture); lower {arg('lr')} (now {lr:g})"
+            ),
+            stacklevel=4,
+        )
