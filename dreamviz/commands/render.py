@@ -44,9 +44,12 @@ TYPES = {
 
 
 def _thresholds(text: str) -> list[int]:
-    """argparse type: ``64,128,256`` -> sorted unique step counts >= 1."""
+    """argparse type: ``64,128,256`` -> sorted unique step counts >= 1 (an empty entry, as in
+    ``64,,128``, is refused: a typo, not a default)."""
+    if not all(v.strip() for v in str(text).split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; write e.g. 64,128,256")
     try:
-        values = sorted({int(v) for v in str(text).split(",") if v.strip()})
+        values = sorted({int(v) for v in str(text).split(",")})
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of step counts; write e.g. 64,128,256"
