@@ -119,14 +119,22 @@ def _adaptive_group(run, base, diff, ids, steps: int):
         evaluate((lo + hi) / 2)
         left -= k
     order, a, _, _ = cells()
+    total = _trapezoid(a, order, grads[:, :used]).view(m, *diff.shape[1:])
+    return total, torch.as_tensor(f[:, 0], dtype=dtype, device=dev)
+
+
+def _trapezoid(a: np.ndarray, order: np.ndarray, grads: torch.Tensor) -> torch.Tensor:
+    """The trapezoid rule on uneven points: ``a`` (m x k) the points of each image sorted,
+    ``order`` where each sorted point's gradient is among ``grads`` (m x k x ...). Returns
+    m x (the gradients' flattened size)."""
+    m, used = a.shape
     w = np.zeros_like(a)
     w[:, 1:] += np.diff(a, axis=1) / 2
     w[:, :-1] += np.diff(a, axis=1) / 2
     weights = np.zeros((m, used))
     np.put_along_axis(weights, order, w, axis=1)
-    weights = torch.as_tensor(weights, dtype=dtype, device=dev).view(m, 1, used)
-    total = torch.bmm(weights, grads[:, :used].flatten(2)).view(m, *diff.shape[1:])
-    return total, torch.as_tensor(f[:, 0], dtype=dtype, device=dev)
+    weights = torch.as_tensor(weights, dtype=grads.dtype, device=grads.device).view(m, 1, used)
+    return torch.bmm(weights, grads.flatten(2)).view(m, -1)
 
 
 def path_integral(run, base: torch.Tensor, diff: torch.Tensor, steps: int, rule: str):

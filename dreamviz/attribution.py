@@ -639,38 +639,48 @@ def saliency(
     back = images.device if isinstance(images, torch.Tensor) else None
     x = as_batch(images, model)
     with model_guard(model):
-        target_ = _Target(model, target, x.shape[0])
-        layers = list(target_.layers)
-        if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
-            own = [name for name in target_.layers if name != LOGITS]
-            options = {**options, "layer": _feature_layer(model, x, options.get("layer"), own)}
-            layers.append(options["layer"])
-        chunker = _chunker(model, x, layers, internal_batch_size)
-        bar = display.progress_bar(progress, x.shape[0] * meth.passes(options), name, "row")
-        run = _Run(model, x, target_, chunker, bar)
-        try:
-            with Capture(model, layers, stop_early=True, guard=False) as cap:
-                run.capture = cap
-                if not meth.clean and run.target.unresolved:
-                    run.clean_scores()
-                raw = meth.fn(run, **options).detach()
-        finally:
-            if bar is not None:
-                bar.close()
+        raw, run = _attribute(model, x, target, name, meth, internal_batch_size, progress, options)
     rule = meth.reduce if reduce == "auto" else reduce
     out = raw if rule is None else REDUCTIONS[rule](raw)
     out = out.to(back) if back is not None else out
     if not (return_info or result):
         return out
-    t = run.target
-    classes = [c if s < 0 else None for c, s in zip(t.classes.tolist(), t.slots.tolist())]
-    known = {k: v for k, v in run.info.items() if k in SaliencyInfo.__dataclass_fields__}
-    info = SaliencyInfo(
-        name, run.target.labels(), classes, internal_batch_size=chunker.largest, **known
-    )
+    info = _info(name, run)
     if result:
         return _result(model, out, x.detach().float().cpu(), info, REDUCTIONS[meth.reduce])
     return out, info
+
+
+def _attribute(model, x, target, name: str, meth: Method, rows, progress, options):
+    """The raw attributions of ``x`` (the model already guarded) and the run that made them:
+    the targets resolved, Grad-CAM's layer captured in the same pass as the target, the rows
+    chunked, a progress bar over them."""
+    target_ = _Target(model, target, x.shape[0])
+    layers = list(target_.layers)
+    if meth.layer:  # Grad-CAM's layer is captured in the same pass as the target
+        own = [layer for layer in target_.layers if layer != LOGITS]
+        options = {**options, "layer": _feature_layer(model, x, options.get("layer"), own)}
+        layers.append(options["layer"])
+    chunker = _chunker(model, x, layers, rows)
+    bar = display.progress_bar(progress, x.shape[0] * meth.passes(options), name, "row")
+    run = _Run(model, x, target_, chunker, bar)
+    try:
+        with Capture(model, layers, stop_early=True, guard=False) as cap:
+            run.capture = cap
+            if not meth.clean and run.target.unresolved:
+                run.clean_scores()
+            return meth.fn(run, **options).detach(), run
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _info(name: str, run: _Run) -> SaliencyInfo:
+    """What the run resolved (targets, classes) and measured (IG's error, rows per pass)."""
+    t = run.target
+    classes = [c if s < 0 else None for c, s in zip(t.classes.tolist(), t.slots.tolist())]
+    known = {k: v for k, v in run.info.items() if k in SaliencyInfo.__dataclass_fields__}
+    return SaliencyInfo(name, t.labels(), classes, internal_batch_size=run.chunker.largest, **known)
 
 
 def _result(model, maps, images, info: SaliencyInfo, reduce) -> SaliencyResult:

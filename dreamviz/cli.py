@@ -86,14 +86,47 @@ def _error(text: str) -> None:
     print(f"dreamviz: error: {text}", file=sys.stderr, flush=True)
 
 
+def _failure(e: Exception, args) -> None:
+    """Any other failure as one line: out of memory (with the command's fix), a file that
+    cannot be read or written, or an unexpected error (to report)."""
+    where = _out_of_memory(e)
+    if where is not None:
+        hint = getattr(args, "memory_hint", None)
+        fix = hint(args) if callable(hint) else "use smaller inputs"
+        _error(f"out of memory on {where} ({_first_line(e)}); {fix}")
+    elif isinstance(e, OSError):
+        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        _error(f"{name}{e.strerror or _first_line(e)}")
+    else:
+        _error(
+            f"unexpected {type(e).__name__}: {_first_line(e)}; rerun with --debug for the "
+            "traceback and please report it"
+        )
+
+
+def _run_command(args, guard: Interrupts, debug: bool) -> int:
+    """The parsed command, run with Ctrl-C live, its image size limit in force and its
+    warnings shown as one line each; a Ctrl-C that came after its work still counts."""
+    importlib.import_module(".models", __package__)  # torch and torchvision, still guarded
+    from .io import pixel_limit
+
+    guard.live()
+    with pixel_limit(getattr(args, "max_pixels", None)), warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        code = int(args.func(args) or 0)
+    guard.hold()
+    if guard.pending:  # Ctrl-C after the work was done: still an interrupted run
+        raise KeyboardInterrupt
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (2 for a usage error, argparse's included;
-    ``--help`` and ``--version`` raise SystemExit(0) as argparse does).
-
-    ``argv=None`` reads ``sys.argv`` and means dreamviz owns the process: after the command,
-    Ctrl-C stays remembered (not raised) while the interpreter shuts down. Given ``argv``
-    (in-process use), the caller's SIGINT handler is restored on return.
-    """
+    ``--help`` and ``--version`` raise SystemExit(0) as argparse does). ``argv=None`` reads
+    ``sys.argv`` and means dreamviz owns the process: after the command, Ctrl-C stays
+    remembered (not raised) while the interpreter shuts down. Given ``argv`` (in-process use),
+    the caller's SIGINT handler is restored on return."""
     program = argv is None
     guard = (installed() if program else None) or Interrupts(program).install()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -116,18 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        importlib.import_module(".models", __package__)  # torch and torchvision, still guarded
-        from .io import pixel_limit
-
-        guard.live()
-        with pixel_limit(getattr(args, "max_pixels", None)), warnings.catch_warnings():
-            if not debug:
-                warnings.showwarning = _show_warning
-            code = int(args.func(args) or 0)
-        guard.hold()
-        if guard.pending:  # Ctrl-C after the work was done: still an interrupted run
-            raise KeyboardInterrupt
-        return code
+        return _run_command(args, guard, debug)
     except KeyboardInterrupt:
         guard.hold()
         if debug:
@@ -153,19 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         guard.hold()
         if debug:
             raise
-        where = _out_of_memory(e)
-        if where is not None:
-            hint = getattr(args, "memory_hint", None)
-            fix = hint(args) if callable(hint) else "use smaller inputs"
-            _error(f"out of memory on {where} ({_first_line(e)}); {fix}")
-        elif isinstance(e, OSError):
-            name = f"{e.filename}: " if getattr(e, "filename", None) else ""
-            _error(f"{name}{e.strerror or _first_line(e)}")
-        else:
-            _error(
-                f"unexpected {type(e).__name__}: {_first_line(e)}; rerun with --debug for the "
-                "traceback and please report it"
-            )
+        _failure(e, args)
         return 1
     finally:
         if not program:

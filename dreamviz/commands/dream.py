@@ -223,8 +223,6 @@ def _outputs(args) -> tuple[Path, Path | None]:
 
 def run(args) -> int:
     from .. import io
-    from ..deepdream import dream, dream_frames
-    from ..display import Bar
     from ..errors import UsageError
     from ..io import as_image
 
@@ -258,70 +256,71 @@ def run(args) -> int:
         "seed": args.seed,
         "versions": io.versions(),
     }
+    common = dict(
+        guide=guide, guide_mode=args.guide_mode, seed=args.seed, device=model.device, **opts
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if not args.frames:
-            bars: list = []
+            return _still(model, image, objective, common, recipe, out, caught)
+        return _animation(args, model, image, objective, common, recipe, (out, frame_stem), caught)
 
-            def progress(step, total, values):
-                if not bars:  # opened on the first step, after every check has passed
-                    bars.append(Bar(total, "dream", delay=0, leave=False))
-                bars[0].move_to(step, float(values[0]))
 
-            try:
-                res = dream(
-                    model,
-                    image,
-                    objective,
-                    guide=guide,
-                    guide_mode=args.guide_mode,
-                    seed=args.seed,
-                    device=model.device,
-                    callback=progress,
-                    **opts,
-                )
-            finally:
-                for bar in bars:
-                    bar.close()
-            warn(caught)
-            recipe.update(objective=res.objective, octaves_used=res.octaves)
-            if res.interrupted:
-                recipe["interrupted"] = True
-            emit(io.save_image(out, res.image, recipe))
-            return 130 if res.interrupted else 0
-        frames = []
-        zoom = D["zoom"] if args.zoom is None else args.zoom
-        rotate = D["rotate"] if args.rotate is None else args.rotate
-        gen = dream_frames(
-            model,
-            image,
-            args.frames,
-            objective,
-            zoom=zoom,
-            rotate=rotate,
-            guide=guide,
-            guide_mode=args.guide_mode,
-            seed=args.seed,
-            device=model.device,
-            **opts,
-        )
-        recipe.update(frames=args.frames, zoom=zoom, rotate=rotate)
-        interrupted = False
-        bar = Bar(args.frames, "frames", "frame", delay=0)
-        try:
-            for i, res in enumerate(gen):
-                warn(caught)
-                recipe.update(objective=res.objective, octaves_used=res.octaves, frame=i)
-                path = Path(f"{frame_stem}_{i:04d}.png")
-                emit(io.save_png(path, res.image, recipe))
-                frames.append(res.image)
-                interrupted = res.interrupted
-                bar.update(1)
-        finally:
+def _still(model, image, objective, common: dict, recipe: dict, out, caught: list) -> int:
+    """One dream, with a progress bar over its steps, written to ``out`` with its recipe."""
+    from .. import io
+    from ..deepdream import dream
+    from ..display import Bar
+
+    bars: list = []
+
+    def progress(step, total, values):
+        if not bars:  # opened on the first step, after every check has passed
+            bars.append(Bar(total, "dream", delay=0, leave=False))
+        bars[0].move_to(step, float(values[0]))
+
+    try:
+        res = dream(model, image, objective, callback=progress, **common)
+    finally:
+        for bar in bars:
             bar.close()
-        recipe.pop("frame", None)
-        emit(io.save_animation(out, frames, fps=args.fps))
-        return 130 if interrupted else 0
+    warn(caught)
+    recipe.update(objective=res.objective, octaves_used=res.octaves)
+    if res.interrupted:
+        recipe["interrupted"] = True
+    emit(io.save_image(out, res.image, recipe))
+    return 130 if res.interrupted else 0
+
+
+def _animation(args, model, image, objective, common: dict, recipe: dict, outs, caught) -> int:
+    """``--frames N``: each frame a PNG (``frame_stem_0000.png``...) as it is dreamed, then
+    the animation (``out``)."""
+    from .. import io
+    from ..deepdream import dream_frames
+    from ..display import Bar
+
+    out, frame_stem = outs
+    frames = []
+    zoom = D["zoom"] if args.zoom is None else args.zoom
+    rotate = D["rotate"] if args.rotate is None else args.rotate
+    gen = dream_frames(model, image, args.frames, objective, zoom=zoom, rotate=rotate, **common)
+    recipe.update(frames=args.frames, zoom=zoom, rotate=rotate)
+    interrupted = False
+    bar = Bar(args.frames, "frames", "frame", delay=0)
+    try:
+        for i, res in enumerate(gen):
+            warn(caught)
+            recipe.update(objective=res.objective, octaves_used=res.octaves, frame=i)
+            path = Path(f"{frame_stem}_{i:04d}.png")
+            emit(io.save_png(path, res.image, recipe))
+            frames.append(res.image)
+            interrupted = res.interrupted
+            bar.update(1)
+    finally:
+        bar.close()
+    recipe.pop("frame", None)
+    emit(io.save_animation(out, frames, fps=args.fps))
+    return 130 if interrupted else 0
 
 
 __all__ = ["add_parser", "build_objective", "parse_layer_weights", "run"]

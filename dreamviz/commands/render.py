@@ -45,9 +45,12 @@ TYPES = {
 
 
 def _thresholds(text: str) -> list[int]:
-    """argparse type: ``64,128,256`` -> sorted unique step counts >= 1."""
+    """argparse type: ``64,128,256`` -> sorted unique step counts >= 1 (an empty entry, as in
+    ``64,,128``, is refused: a typo, not a default)."""
+    if not all(v.strip() for v in str(text).split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; write e.g. 64,128,256")
     try:
-        values = sorted({int(v) for v in str(text).split(",") if v.strip()})
+        values = sorted({int(v) for v in str(text).split(",")})
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of step counts; write e.g. 64,128,256"
@@ -417,10 +420,49 @@ def _progress(steps: int):
     return bar, callback
 
 
+def _recipe(args, objective, labels, index: int, settings: dict) -> dict:
+    """The recipe image ``index`` carries (:func:`dreamviz.recipes.make`)."""
+    return recipes.make(
+        model=args.model,
+        weights=args.weights,
+        objective=objective,
+        targets=args.targets,
+        labels=labels,
+        index=index,
+        settings=settings,
+        thresholds=args.thresholds,
+    )
+
+
+def _stopped(rec: dict, result, error, frame_only) -> dict:
+    """An image's recipe, with the frame it is and why the render stopped early, if it did."""
+    if frame_only and error is None:
+        rec["frame"] = frame_only
+    if error is not None:
+        rec["stopped"] = f"non-finite objective at step {error.step}"
+    elif result.interrupted:
+        rec["stopped"] = f"interrupted after {len(result.history)} steps"
+    return rec
+
+
+def _save(path, i: int, images, frames: dict, rec: dict, result) -> None:
+    """Write image ``i`` to ``path``, its threshold frames, and (``--alpha``) its alpha map
+    and RGBA picture; print each path. ``result`` is None after a non-finite objective."""
+    from ..io import save_png
+
+    for step, frame in sorted(frames.items()):
+        emit(save_png(_frame_path(path, step), frame[i], {**rec, "frame": step}))
+    emit(save_png(path, images[i], rec))
+    if result is not None and result.alpha is not None:
+        from ..visualize import alpha_map, with_alpha
+
+        emit(save_png(_suffixed(path, "alpha"), alpha_map(result.alpha[i]), rec))
+        emit(save_png(_suffixed(path, "rgba"), with_alpha(images[i], result.alpha[i]), rec))
+
+
 def run(args) -> int:
     from ..engine import render
     from ..errors import NonFiniteError
-    from ..io import save_png
     from ..models import load_model
 
     recipe = _merge_recipe(args)
@@ -435,19 +477,7 @@ def run(args) -> int:
     objective, labels = recipes.objective(model, args.targets, args.batch, args.diversity)
     settings = _settings(args, model)
     frame_only = (recipe or {}).get("frame") if args.recipe else None
-    made = {
-        i: recipes.make(
-            model=args.model,
-            weights=args.weights,
-            objective=objective,
-            targets=args.targets,
-            labels=labels,
-            index=i,
-            settings=settings,
-            thresholds=args.thresholds,
-        )
-        for i in paths
-    }
+    made = {i: _recipe(args, objective, labels, i, settings) for i in paths}
 
     bar, callback = _progress(args.steps)
     error = None
@@ -477,21 +507,8 @@ def run(args) -> int:
         images = frames[frame_only]
         frames = {}
     for i, path in paths.items():
-        rec = dict(made[i])
-        if frame_only and error is None:
-            rec["frame"] = frame_only
-        if error is not None:
-            rec["stopped"] = f"non-finite objective at step {error.step}"
-        elif result.interrupted:
-            rec["stopped"] = f"interrupted after {len(result.history)} steps"
-        for step, frame in sorted(frames.items()):
-            emit(save_png(_frame_path(path, step), frame[i], {**rec, "frame": step}))
-        emit(save_png(path, images[i], rec))
-        if error is None and result.alpha is not None:
-            from ..visualize import alpha_map, with_alpha
-
-            emit(save_png(_suffixed(path, "alpha"), alpha_map(result.alpha[i]), rec))
-            emit(save_png(_suffixed(path, "rgba"), with_alpha(images[i], result.alpha[i]), rec))
+        rec = _stopped(dict(made[i]), result if error is None else None, error, frame_only)
+        _save(path, i, images, frames, rec, result if error is None else None)
     if error is not None:
         raise error
     if result.interrupted:

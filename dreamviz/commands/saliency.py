@@ -262,12 +262,7 @@ def _validate(args, model, methods: list[str]) -> None:
 
 
 def run(args) -> int:
-    import torch
-
-    from ..attribution import METHODS, reduce, saliency
     from ..errors import DreamvizError, UsageError
-    from ..io import save_image, versions
-    from ..visualize import overlay, panel
 
     methods = _methods(args.method)
     if args.output is not None and (len(args.images) > 1 or len(methods) > 1):
@@ -281,59 +276,7 @@ def run(args) -> int:
         try:
             image = _load(path, args.size, model)
             for method in methods:
-                opts = _options(args, method)
-                maps, info = saliency(
-                    model,
-                    image,
-                    args.target,
-                    method,
-                    reduce=None,
-                    internal_batch_size=args.batch_size,
-                    return_info=True,
-                    **opts,
-                )
-                if not torch.isfinite(maps).all():
-                    raise DreamvizError(
-                        f"the {method} map holds NaN or inf: the model's output or its "
-                        "gradient is not finite on this image; check --weights"
-                    )
-                raw, m = maps[0], reduce(maps, METHODS[method].reduce)[0]
-                out = outs[path, method]
-                display = {
-                    "sign": args.sign or SALIENCY["sign"][method],
-                    "smooth": SALIENCY["smooth"][method] if args.smooth is None else args.smooth,
-                    "clip": args.clip,
-                    "alpha": args.alpha,
-                    "dim": args.dim,
-                }
-                style = dict(display, cmap=args.cmap)
-                if args.panel:
-                    caption = f"{method}: {info.targets[0]}"
-                    picture = panel(image, m, model=model, caption=caption, **style)
-                else:
-                    picture = overlay(image, m, **style)
-                recipe = {
-                    "command": "saliency",
-                    "image": os.path.basename(path),
-                    "model": model.name,
-                    "weights": model.weights,
-                    "method": method,
-                    "target": info.targets[0],
-                    "options": opts,
-                    "display": dict(display, cmap=args.cmap),
-                    "versions": versions(),
-                }
-                if info.completeness_error is not None:
-                    rel = float(info.relative_error[0])
-                    recipe["completeness_error"] = rel
-                    print(
-                        f"{path}: integrated_gradients completeness error {rel:.2%} of "
-                        f"f(x) - f(baseline) at {args.steps} steps",
-                        file=sys.stderr,
-                    )
-                emit(save_image(out, picture, recipe))
-                if args.save_raw:
-                    emit(_save_npy(out.with_suffix(".npy"), raw.cpu().numpy()))
+                _one_map(args, model, path, image, method, outs[path, method])
         except DreamvizError as e:
             if args.debug:
                 raise
@@ -343,6 +286,75 @@ def run(args) -> int:
     if failed == len(images) and usage_only:
         return 2
     return 1 if failed else 0
+
+
+def _display(args, method: str) -> dict:
+    """How the map is drawn: the flags, or the method's own defaults."""
+    return {
+        "sign": args.sign or SALIENCY["sign"][method],
+        "smooth": SALIENCY["smooth"][method] if args.smooth is None else args.smooth,
+        "clip": args.clip,
+        "alpha": args.alpha,
+        "dim": args.dim,
+    }
+
+
+def _one_map(args, model, path: str, image, method: str, out: Path) -> None:
+    """One image's map by one method, drawn (overlay or panel) and written to ``out`` with its
+    recipe (and ``--save-raw``, the raw map as .npy); each path printed."""
+    import torch
+
+    from ..attribution import METHODS, reduce, saliency
+    from ..errors import DreamvizError
+    from ..io import save_image, versions
+    from ..visualize import overlay, panel
+
+    opts = _options(args, method)
+    maps, info = saliency(
+        model,
+        image,
+        args.target,
+        method,
+        reduce=None,
+        internal_batch_size=args.batch_size,
+        return_info=True,
+        **opts,
+    )
+    if not torch.isfinite(maps).all():
+        raise DreamvizError(
+            f"the {method} map holds NaN or inf: the model's output or its "
+            "gradient is not finite on this image; check --weights"
+        )
+    raw, m = maps[0], reduce(maps, METHODS[method].reduce)[0]
+    display = _display(args, method)
+    style = dict(display, cmap=args.cmap)
+    if args.panel:
+        caption = f"{method}: {info.targets[0]}"
+        picture = panel(image, m, model=model, caption=caption, **style)
+    else:
+        picture = overlay(image, m, **style)
+    recipe = {
+        "command": "saliency",
+        "image": os.path.basename(path),
+        "model": model.name,
+        "weights": model.weights,
+        "method": method,
+        "target": info.targets[0],
+        "options": opts,
+        "display": dict(display, cmap=args.cmap),
+        "versions": versions(),
+    }
+    if info.completeness_error is not None:
+        rel = float(info.relative_error[0])
+        recipe["completeness_error"] = rel
+        print(
+            f"{path}: integrated_gradients completeness error {rel:.2%} of "
+            f"f(x) - f(baseline) at {args.steps} steps",
+            file=sys.stderr,
+        )
+    emit(save_image(out, picture, recipe))
+    if args.save_raw:
+        emit(_save_npy(out.with_suffix(".npy"), raw.cpu().numpy()))
 
 
 def _load_model(args):
