@@ -37,6 +37,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -351,6 +352,42 @@ def _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels):
         raise UsageError(f"{arg('lap_levels')} must be >= 1, got {lap_levels}")
 
 
+def _octave_callback(callback, bar, done: int, total: int) -> Callable:
+    """render()'s per-step callback for one octave: the dream's callback counts steps over
+    all octaves, and the dream's bar advances."""
+
+    def step_cb(step, _steps, values):
+        if callback is not None:
+            callback(done + step, total, float(values[0]))
+        if bar is not None:
+            bar.update(1, float(values[0]))
+
+    return step_cb
+
+
+def _octave(model, objective, start: torch.Tensor, k: int, o: SimpleNamespace, step_cb, live):
+    """Dream one octave: ``o.steps`` steps of normalized gradient ascent on the pixels of
+    ``start`` under a random roll, through :func:`render` (which tiles big images)."""
+    return render(
+        model,
+        objective,
+        param=image_param("pixel", init=start, decorrelate=False, valid="clamp"),
+        transforms=[tf_mod.Roll(o.jitter)],
+        settle=0.0,
+        optimizer="sgd",
+        lr=o.lr / PIXEL_UNITS,
+        lr_schedule="constant",  # the classic dream: the same step size throughout
+        steps=o.steps,
+        grad_norm=o.grad_norm,
+        seed=o.seed * _OCTAVE_SEED + k,
+        device=o.device,
+        tile=o.tile,
+        callback=step_cb,
+        progress=False,
+        preview=live,
+    )
+
+
 def _dream_bound(
     model,
     image: torch.Tensor,
@@ -381,39 +418,15 @@ def _dream_bound(
     dreamed = bases[0]
     bar = display.progress_bar(progress, total, "dream")
     live = display.make_preview(preview, "dream")
+    octave = SimpleNamespace(
+        jitter=jitter, lr=lr, steps=steps, grad_norm=grad_norm, seed=seed, device=device, tile=tile
+    )
     for k, base in enumerate(bases):
         detail = resize(detail, tuple(base.shape[-2:]))
-        done = k * steps
-
-        def step_cb(step, _steps, values, done=done):
-            if callback is not None:
-                callback(done + step, total, float(values[0]))
-            if bar is not None:
-                bar.update(1, float(values[0]))
-
         if live is not None:
             live.title = f"dream, octave {k + 1} of {len(bases)},"
-
-        out = render(
-            model,
-            objective,
-            param=image_param(
-                "pixel", init=(base + detail).clamp(0, 1), decorrelate=False, valid="clamp"
-            ),
-            transforms=[tf_mod.Roll(jitter)],
-            settle=0.0,
-            optimizer="sgd",
-            lr=lr / PIXEL_UNITS,
-            lr_schedule="constant",  # the classic dream: the same step size throughout
-            steps=steps,
-            grad_norm=grad_norm,
-            seed=seed * _OCTAVE_SEED + k,
-            device=device,
-            tile=tile,
-            callback=step_cb,
-            progress=False,
-            preview=live,
-        )
+        step_cb = _octave_callback(callback, bar, k * steps, total)
+        out = _octave(model, objective, (base + detail).clamp(0, 1), k, octave, step_cb, live)
         dreamed = out.images[0]
         detail = dreamed - base
         result.history.append(out.history[:, 0])

@@ -405,6 +405,43 @@ def _report(violations: list[str]) -> str:
     return f"{len(violations)} violation(s):\n" + "\n".join(violations)
 
 
+#: a function's body (its docstring and signature not counted) may be this long
+MAX_FUNCTION_LINES = 60
+#: argument tables: functions that only declare command-line options
+ARGUMENT_TABLES = {"add_parser", "add_arguments"}
+
+
+def long_functions(modules: dict[str, Module], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Functions whose body, past the docstring, runs over ``limit`` lines."""
+    found = []
+    for m in modules.values():
+        for node in ast.walk(m.tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if node.name in ARGUMENT_TABLES:
+                continue
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:] or body  # the docstring is not code
+            lines = body[-1].end_lineno - body[0].lineno + 1
+            if lines > limit:
+                found.append(f"{m.where}:{node.lineno}: {node.name} has {lines} lines of code")
+    return sorted(found)
+
+
+def test_no_function_is_longer_than_60_lines():
+    assert not (found := long_functions(find_modules())), _report(found)
+
+
+def test_the_length_rule_counts_code_not_docstrings(tmp_path):
+    doc = '    """' + "doc\n" * 80 + '"""\n'
+    code = "".join(f"    x{i} = {i}\n" for i in range(61))
+    files = {"a.py": "def short():\n" + doc + "    return 1\n", "b.py": "def long():\n" + code}
+    files["commands/c.py"] = "def add_parser(sub):\n" + code
+    _write(tmp_path, files)
+    assert long_functions(find_modules(tmp_path)) == ["dreamviz/b.py:1: long has 61 lines of code"]
+
+
 def test_walk_finds_the_package():
     names = set(find_modules())
     assert {"", "engine", "models", "_lite0", "commands", "commands.render", "cli"} <= names
