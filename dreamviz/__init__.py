@@ -42,9 +42,10 @@ if _command_line():  # guard Ctrl-C before torch loads (see dreamviz.cli)
 
     guard_startup()
 
-from . import defaults, gallery, objectives, optim, param, regularizers, transforms
+from . import dataset, defaults, gallery, objectives, optim, param, regularizers, transforms
 from ._version import __version__
 from .attribution import saliency
+from .dataset import ExamplesResult, examples
 from .deepdream import DreamResult, dream, dream_frames
 from .engine import RenderResult, render
 from .errors import DreamvizError, NonFiniteError, UsageError
@@ -59,6 +60,7 @@ __all__ = [
     "Capture",
     "DreamResult",
     "DreamvizError",
+    "ExamplesResult",
     "Explanation",
     "NonFiniteError",
     "RenderResult",
@@ -69,10 +71,12 @@ __all__ = [
     "channel",
     "class_logit",
     "defaults",
+    "dataset",
     "direction",
     "diversity",
     "dream",
     "dream_frames",
+    "examples",
     "explain",
     "gallery",
     "image_param",

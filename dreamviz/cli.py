@@ -1,4 +1,4 @@
-"""The thin argparse front end: ``dreamviz models|layers|render|saliency|dream|gallery|spectrum``.
+"""The thin argparse front end: ``dreamviz models|layers|render|...|examples|spectrum``.
 
 Each subcommand lives in ``dreamviz/commands/<name>.py`` and exposes ``add_parser(sub)``, which
 registers its options and sets ``func`` to a callable ``func(args) -> int``.
@@ -31,7 +31,17 @@ from .commands import FLAGS, range_help, warning_text
 from .commands.interrupts import Interrupts, installed
 from .errors import DreamvizError, DreamvizWarning
 
-COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery", "explain", "spectrum"]
+COMMANDS = [
+    "models",
+    "layers",
+    "render",
+    "saliency",
+    "dream",
+    "gallery",
+    "explain",
+    "examples",
+    "spectrum",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,79 @@
+"""Receptive fields computed from the network: which input pixels can change a position of a
+layer's output.
+
+The field of position (y, x) is the support of the gradient of the sum over channels at
+(y, x) with respect to the input: the pixels with a nonzero derivative. Nonlinearities can zero
+a path on one input (a ReLU below zero), so the support is the union over a few inputs (two
+noise images and a grey one). For a stack of convolutions this is the exact field, clipped to
+the image (tests/test_examples.py checks one by hand); for a network that mixes positions
+globally (a transformer, a squeeze-and-excitation block) it is the whole image, as it should
+be. The fields depend on the position only, not on the image, so they are computed once per
+(layer, input size, position), batched, and cached per network.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+
+import torch
+
+from ..hooks import Capture, as_nchw, check_layer
+from ..models import VisionModel, as_vision_model
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+TRIALS = 3  # noise, noise, grey
+
+
+def _inputs(size: tuple[int, int], dtype, device) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    noise = [torch.rand(1, 3, *size, generator=g) for _ in range(TRIALS - 1)]
+    return [x.to(device, dtype) for x in [*noise, torch.full((1, 3, *size), 0.5)]]
+
+
+def _box(support: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """The bounding box ``(x0, y0, x1, y1)`` (x1, y1 exclusive) of an H x W bool mask."""
+    rows = support.any(1).nonzero().flatten()
+    cols = support.any(0).nonzero().flatten()
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def receptive_fields(
+    model: VisionModel,
+    layer: str,
+    positions: Iterable[tuple[int, int]],
+    size: tuple[int, int],
+    batch: int = 32,
+) -> dict[tuple[int, int], tuple[int, int, int, int]]:
+    """The field of each ``(y, x)`` position of ``layer``'s output (its NCHW grid; tokens on
+    their patch grid) at input ``size`` (H, W), as a box ``(x0, y0, x1, y1)`` in input pixels
+    (x1, y1 exclusive). A position whose gradient is zero everywhere gets the whole image."""
+    model = as_vision_model(model)
+    size = (int(size[0]), int(size[1]))
+    layout = check_layer(model, layer).layout
+    cache = _CACHE.setdefault(model.net, {}).setdefault((layer, size), {})
+    todo = sorted({(int(y), int(x)) for y, x in positions} - set(cache))
+    if todo:
+        p = next((t for t in model.net.parameters() if t.is_floating_point()), None)
+        dtype = p.dtype if p is not None else torch.float32
+        inputs = _inputs(size, dtype, model.device)
+        with Capture(model, [layer]) as cap:
+            for i in range(0, len(todo), batch):
+                chunk = todo[i : i + batch]
+                ys = torch.tensor([y for y, _ in chunk], device=model.device)
+                xs = torch.tensor([x for _, x in chunk], device=model.device)
+                support = torch.zeros(len(chunk), *size, dtype=torch.bool, device=model.device)
+                for base in inputs:
+                    x = base.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
+                    a = as_nchw(cap(x)[layer], layout)
+                    picked = a[torch.arange(len(chunk), device=a.device), :, ys, xs]
+                    (grad,) = torch.autograd.grad(picked.sum(), x)
+                    support |= (grad != 0).any(1)
+                for pos, mask in zip(chunk, support.cpu()):
+                    cache[pos] = _box(mask) or (0, 0, size[1], size[0])
+    return {(int(y), int(x)): cache[(int(y), int(x))] for y, x in positions}
+
+
+__all__ = ["TRIALS", "receptive_fields"]
