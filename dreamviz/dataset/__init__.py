@@ -290,7 +290,7 @@ def _write(
             "folder": str(folder),
             "found": len(files),
             "read": state.read,
-            "skipped": [[files[i], why] for i, why in state.skipped],
+            "skipped": [[files[i], str(DreamvizError(why))] for i, why in state.skipped],
         },
         "channels": channels,
         "quantile_examples": lower,
@@ -443,13 +443,13 @@ def examples(
         progress=progress if rank == 0 else False, callback=callback, max_pixels=max_pixels,
     )  # fmt: skip
     state = _gather(state, world)
-    skipped = [[files[i], why] for i, why in state.skipped]
+    skipped = [[files[i], str(DreamvizError(why))] for i, why in state.skipped]
     if state.read == 0:
         _clear_checkpoint(out, rank, world)
         if not existed:
             with contextlib.suppress(OSError):
                 out.rmdir()  # made for the checkpoint only
-        first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        first = f" ({files[state.skipped[0][0]]}: {state.skipped[0][1]})" if skipped else ""
         raise DreamvizError(
             f"none of the {len(files)} images in {str(folder)!r} could be read{first}; "
             "give a folder of JPEG, PNG or WebP images"

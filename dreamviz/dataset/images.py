@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError, arg
+from ..errors import DreamvizError, UsageError, arg
 from ..io import IMAGE_SUFFIXES, read_image, resize
 
 
@@ -148,7 +148,9 @@ class Images(torch.utils.data.Dataset):
             image = read_image(self.folder / self.files[i], self.max_pixels)
             return i, preprocess(image, self.size), None
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped and counted
-            return i, None, str(e).splitlines()[0] if str(e) else type(e).__name__
+            # a dreamviz error keeps its argument marks, so the CLI can show them as flags
+            text = e.args[0] if isinstance(e, DreamvizError) and e.args else str(e)
+            return i, None, str(text).splitlines()[0] if str(text) else type(e).__name__
 
 
 def collate(items):
