@@ -99,11 +99,30 @@ def test_receptive_field_of_a_known_stack_is_exact(relu):
     )
     model = VisionModel(net, input_size=SIZE)
     layer = str(len(net) - 1)
-    positions = [(0, 0), (3, 7), (8, 8), (15, 15), (15, 0), (2, 14)]
-    fields = receptive_fields(model, layer, positions, (SIZE, SIZE))
+    few = [(0, 0), (3, 7), (8, 8), (15, 15), (15, 0), (2, 14)]  # computed one by one
+    every = [(y, x) for y in range(16) for x in range(16)]  # a row and a column, checked
+    for positions in (few, every):
+        fields = receptive_fields(model, layer, positions, (SIZE, SIZE))
+        for y, x in positions:
+            (x0, x1), (y0, y1) = _field(x), _field(y)
+            assert fields[(y, x)] == (x0, y0, x1, y1), (y, x)
+
+
+def test_a_field_that_is_not_separable_is_computed_exactly():
+    """Each output position (y, x) reads input pixel (y, (x + y) mod W) alone: its rows are
+    not those of its neighbours' columns, so the check catches the separable guess."""
+
+    class Skew(nn.Module):
+        def forward(self, x):
+            rows = [x[:, :, y].roll(-y, dims=-1) for y in range(x.shape[2])]
+            return torch.stack(rows, 2)
+
+    model = VisionModel(nn.Sequential(nn.Identity(), Skew()), input_size=12)
+    positions = [(y, x) for y in range(12) for x in range(12)]
+    fields = receptive_fields(model, "1", positions, (12, 12))
     for y, x in positions:
-        (x0, x1), (y0, y1) = _field(x), _field(y)
-        assert fields[(y, x)] == (x0, y0, x1, y1), (y, x)
+        col = (x + y) % 12
+        assert fields[(y, x)] == (col, y, col + 1, y + 1)
 
 
 def test_a_global_layer_sees_the_whole_image(tiny_net):
