@@ -292,3 +292,54 @@ def test_page_opens_in_chromium_without_broken_images(tiny_net, tmp_path):
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     assert 'data-broken="[]"' in dom, dom[-500:]
     assert dom.count("<img") >= 6
+
+
+def _srcs(page) -> list:
+    """The files the example strips of a page link, resolved beside the page."""
+    import re
+
+    strips = re.findall(r'<div class="ex">(.*?)</div>', page.read_text(), re.S)
+    return [page.parent / s for strip in strips for s in re.findall(r'src="([^"]+)"', strip)]
+
+
+def test_the_gallery_shows_each_units_examples(tiny_net, tmp_path):
+    from dreamviz import gallery
+
+    model = _tiny(tiny_net)
+    folder = _folder(tmp_path / "imgs", 5)
+    examples(model, "3", folder, "0-2", 2, out=tmp_path / "ex", **FAST)
+    shown = page_examples(tmp_path / "ex", tmp_path / "gal", model="tiny")
+    result = gallery.build(model, ["3"], "1-3", size=32, steps=1, natural=None, progress=False,
+                           out=tmp_path / "gal", examples=shown)  # fmt: skip
+    srcs = _srcs(result.index)
+    assert len(srcs) == 4  # channels 1 and 2 have examples, 3 has none
+    assert all(s.is_file() for s in srcs)
+    with pytest.raises(UsageError, match="are of tiny, not lite"):
+        page_examples(tmp_path / "ex", tmp_path / "gal", model="lite")
+    with pytest.raises(UsageError, match="no examples.json"):
+        page_examples(tmp_path / "imgs", tmp_path / "gal")
+
+
+def test_explain_shows_the_ranked_channels_examples(lite0, assets_dir, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = Image.open(assets_dir / "chelsea.jpg").convert("RGB")
+    photo.crop((0, 0, 300, 300)).save(folder / "left.jpg")
+    photo.crop((150, 0, 451, 300)).save(folder / "right.jpg")
+    photo.resize((120, 80)).save(tmp_path / "cat.jpg")
+    common = ["--workers", "0", "--quiet", "--device", "cpu"]
+    made = ["examples", "--layer", "blocks.4", "--images", str(folder), "--top", "1",
+            "--quantiles", "none", "--out", str(tmp_path / "ex"), *common[:3]]  # fmt: skip
+    assert main(made) == 0
+    explain = ["explain", str(tmp_path / "cat.jpg"), "--examples", str(tmp_path / "ex"), "--top",
+               "2", "--steps", "2", "--render-steps", "1", "--render-size", "16",
+               "--device", "cpu", "--out", str(tmp_path / "e")]  # fmt: skip
+    assert main(explain) == 0
+    srcs = _srcs(tmp_path / "e" / "index.html")
+    assert len(srcs) == 2 and all(s.is_file() for s in srcs)  # one example per ranked channel
+    data = json.loads((tmp_path / "e" / "explain.json").read_text())
+    assert data["layer"] == "blocks.4"  # the examples' layer is the default
+    capsys.readouterr()
+    assert main([*explain[:-1], str(tmp_path / "e2"), "--layer", "blocks.10"]) == 2
+    assert "are of blocks.4, not blocks.10" in capsys.readouterr().err
+    assert not (tmp_path / "e2").exists()

@@ -480,12 +480,20 @@ def load(folder: str | os.PathLike) -> dict:
     return data
 
 
-def page_examples(folder: str | os.PathLike, page: str | os.PathLike) -> dict[str, list[dict]]:
+def page_examples(
+    folder: str | os.PathLike, page: str | os.PathLike, model: str | None = None
+) -> dict[str, list[dict]]:
     """The examples of a folder written by :func:`examples`, for a page in the folder
     ``page``: ``{"LAYER:CHANNEL": [{"src": the crop relative to page, "activation", "image",
     "box"}, ...]}``, the top examples of each channel, highest first (what
-    :func:`dreamviz.gallery.build` and :func:`dreamviz.explain.write_page` show)."""
+    :func:`dreamviz.gallery.build` and :func:`dreamviz.explain.write_page` show). ``model``:
+    the name of the model they must come from."""
     data = load(folder)
+    if model is not None and data["model"] != model:
+        raise UsageError(
+            f"the examples in {str(folder)!r} are of {data['model']}, not {model}; give "
+            f"{arg('examples', 'DIR')} made with the same model"
+        )
     out = {}
     for c, items in data["channels"].items():
         out[f"{data['layer']}:{c}"] = [
