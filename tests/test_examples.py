@@ -343,3 +343,40 @@ def test_explain_shows_the_ranked_channels_examples(lite0, assets_dir, tmp_path,
     assert main([*explain[:-1], str(tmp_path / "e2"), "--layer", "blocks.10"]) == 2
     assert "are of blocks.4, not blocks.10" in capsys.readouterr().err
     assert not (tmp_path / "e2").exists()
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    import os
+    import socket
+    import sys
+
+    folder = _folder(tmp_path / "imgs", 7)
+    (folder / "empty.png").write_bytes(b"")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["examples", "--layer", "blocks.1", "--images", str(folder), "--channels", "0-3",
+            "--top", "3", "--sample", "4", "--batch-size", "2", "--workers", "0", "--quiet",
+            "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           f"--master_port={port}", "-m", "dreamviz.cli"]  # fmt: skip
+    two = subprocess.run([*run, *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("examples.json") == 1  # rank 0 alone writes and prints
+    one = subprocess.run([sys.executable, "-m", "dreamviz.cli", *args, "--out",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = load(tmp_path / "one"), load(tmp_path / "two")
+    for key in ("channels", "quantile_examples", "images"):
+        assert a[key] == b[key], key
+    assert len(a["images"]["skipped"]) == 1
+    crops = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert crops and crops == sorted(
+        p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.png")
+    )
+    for rel in crops:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
+    assert not (tmp_path / "two" / ".checkpoint").exists()

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import torch
 
+from ..batching import AUTO, rows_per_pass
 from ..hooks import Capture, as_nchw, check_layer
 from ..models import VisionModel, as_vision_model
 
@@ -48,6 +49,10 @@ def _exact(model, layer, layout, positions, size, cache, batch) -> None:
     dtype = p.dtype if p is not None else torch.float32
     inputs = _inputs(size, dtype, model.device)
     todo = sorted(set(positions) - set(cache))
+    if not todo:
+        return
+    if batch == AUTO:  # rows per forward+backward pass that fit the device
+        batch = rows_per_pass(model, size, [layer], rows=len(todo))
     with Capture(model, [layer]) as cap:
         for i in range(0, len(todo), batch):
             chunk = todo[i : i + batch]
@@ -69,12 +74,13 @@ def receptive_fields(
     layer: str,
     positions: Iterable[tuple[int, int]],
     size: tuple[int, int],
-    batch: int = 32,
+    batch: int | str = AUTO,
     exact: bool = False,
 ) -> dict[tuple[int, int], tuple[int, int, int, int]]:
     """The field of each ``(y, x)`` position of ``layer``'s output (its NCHW grid; tokens on
     their patch grid) at input ``size`` (H, W), as a box ``(x0, y0, x1, y1)`` in input pixels
     (x1, y1 exclusive). A position whose gradient is zero everywhere gets the whole image.
+    ``batch``: positions per forward+backward pass (``"auto"``: what fits the device).
 
     Unless ``exact``, the boxes are taken as separable, the rows of (y, x) those of (y, x')
     and its columns those of (y', x), as for any stack of convolutions, pools and attention:
