@@ -170,6 +170,7 @@ def test_a_killed_run_resumes_where_it_stopped(tiny_net, tmp_path):
         examples(model, "3", folder, "0-2", out=out, callback=kill_after_5, **kw)
     assert not (out / "examples.json").exists()
     assert list((out / ".checkpoint").iterdir())
+    (out / ".checkpoint" / ".rank0-of-1.pt.x.tmp").write_bytes(b"half")  # SIGKILL mid-write
     seen = []
     again = examples(
         model, "3", folder, "0-2", out=out, callback=lambda s: seen.append(s.read), **kw

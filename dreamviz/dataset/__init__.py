@@ -304,7 +304,11 @@ _CROP = re.compile(r"crops/\d{4}/(top\d{2}|q\d{2}-\d+)\.png")
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
-    """Delete crops of an earlier run that this one does not name (and temporary files)."""
+    """Delete crops of an earlier run that this one does not name, and the temporary files a
+    killed run left behind (SIGKILL skips their clean-up)."""
+    for tmp in [*out.glob(".*.tmp"), *(out / CHECKPOINTS).glob(".*.tmp")]:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     crops = out / "crops"
     if not crops.is_dir():
         return
