@@ -92,7 +92,8 @@ def add_parser(sub) -> None:
         "--workers",
         type=int_or_auto(0, 256),
         default=D["workers"],
-        help="DataLoader processes reading images (default auto: CPUs less one, at most 8)",
+        help="DataLoader processes reading images (default auto: CPUs less one, at most 8); "
+        "range auto or 0..256",
     )
     p.add_argument(
         "--checkpoint-every",
