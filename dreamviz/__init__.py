@@ -38,7 +38,7 @@ def _command_line() -> bool:
 
 
 if _command_line():  # guard Ctrl-C before torch loads (see dreamviz.cli)
-    from .commands.interrupts import guard_startup
+    from .interrupts import guard_startup
 
     guard_startup()
 
@@ -46,14 +46,15 @@ from . import dataset, defaults, gallery, objectives, optim, param, regularizers
 from ._version import __version__
 from .attribution import saliency
 from .dataset import ExamplesResult, examples
-from .deepdream import DreamResult, dream, dream_frames
-from .engine import RenderResult, render
+from .deepdream import dream, dream_frames
+from .engine import render
 from .errors import DreamvizError, NonFiniteError, UsageError
 from .explain import Explanation, explain
-from .hooks import Capture, capture, parse_unit
+from .hooks import Capture, capture, layers, parse_unit
 from .models import VisionModel, list_models, load_model
 from .objectives import channel, class_logit, direction, diversity, layer, neuron
 from .param import image_param
+from .results import DreamResult, RenderResult, SaliencyResult
 from .visualize import overlay, panel
 
 __all__ = [
@@ -64,14 +65,15 @@ __all__ = [
     "Explanation",
     "NonFiniteError",
     "RenderResult",
+    "SaliencyResult",
     "UsageError",
     "VisionModel",
     "__version__",
     "capture",
     "channel",
     "class_logit",
-    "defaults",
     "dataset",
+    "defaults",
     "direction",
     "diversity",
     "dream",
@@ -81,6 +83,7 @@ __all__ = [
     "gallery",
     "image_param",
     "layer",
+    "layers",
     "list_models",
     "load_model",
     "neuron",

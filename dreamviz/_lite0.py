@@ -150,11 +150,3 @@ def convert_state_dict(theirs: dict, ours: nn.Module) -> dict:
             )
         out[k_ours] = v_theirs
     return out
-
-
-def build(pretrained: bool = True) -> EfficientNetLite0:
-    net = EfficientNetLite0()
-    if pretrained:
-        theirs = torch.load(weights_path(), map_location="cpu", weights_only=True)
-        net.load_state_dict(convert_state_dict(theirs, net))
-    return net

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import UsageError, arg, suggest
+from .errors import UsageError, arg, integer, suggest
 
 QUADRATURES = (
     "adaptive",
@@ -38,8 +38,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
             "the adaptive rule places its points per image as it integrates; quadrature() "
             "takes a fixed rule: " + ", ".join(QUADRATURES[1:])
         )
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise UsageError(f"{arg('steps')} must be an integer >= 1, got {steps!r}")
+    integer("steps", steps, 1)
     k = np.arange(steps, dtype=np.float64)
     if rule == "gausslegendre":
         t, w = np.polynomial.legendre.leggauss(steps)

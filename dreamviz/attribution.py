@@ -38,13 +38,14 @@ from . import display
 from ._quadrature import QUADRATURES, path_integral, quadrature
 from .batching import AUTO, Chunker, rows_per_pass
 from .defaults import DISPLAY, SALIENCY
-from .display import Displayable
-from .errors import UsageError, arg, suggest
+from .display import gaussian_blur, top1
+from .errors import UsageError, arg, integer, shown, suggest
 from .hooks import LOGITS, Capture, as_nchw, check_layer, probe
 from .io import as_batch
-from .models import VisionModel, as_vision_model, model_guard
+from .models import VisionModel, as_vision_model, classify, model_guard
 from .objectives import Objective
 from .objectives import parse as parse_target
+from .results import SaliencyInfo, SaliencyResult
 
 # --------------------------------------------------------------------------- targets
 
@@ -76,7 +77,7 @@ def resolve_target(model: VisionModel, t) -> int | Objective:
             return int(obj.target[1])
         return obj
     raise UsageError(
-        f"{arg('target')} {_shown(t)} is not a class index, a class name, a unit LAYER:CHANNEL or "
+        f"{arg('target')} {shown(t)} is not a class index, a class name, a unit LAYER:CHANNEL or "
         "an objective"
     )
 
@@ -322,11 +323,11 @@ def smoothgrad(
     same maps as single images. Holds ``samples`` noise images in memory. Reduced like
     ``gradient``.
     """
-    _check_int("samples", samples, 1)
-    _check_int("seed", seed, 0)
+    integer("samples", samples, 1)
+    integer("seed", seed, 0)
     if not (isinstance(noise, (int, float)) and 0 <= noise):
         raise UsageError(
-            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {_shown(noise)}"
+            f"{arg('noise')} must be a number >= 0 (a fraction of [0, 1]), got {shown(noise)}"
         )
     bank: dict[int, torch.Tensor] = {}
 
@@ -342,15 +343,11 @@ def smoothgrad(
 def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
     """Gaussian blur of a batch (reflect padding): the insertion metric's kernel 11, sigma 5.
     The kernel shrinks to fit images smaller than it (reflect padding needs pad < size)."""
-    from torchvision.transforms.v2.functional import gaussian_blur
-
-    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
-        raise UsageError(f"blur {arg('kernel')} must be an odd integer >= 1, got {_shown(kernel)}")
+    if integer("kernel", kernel, 1) % 2 == 0:
+        raise UsageError(f"blur {arg('kernel')} must be odd, got {kernel}")
     if not (isinstance(sigma, (int, float)) and sigma > 0):
-        raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {_shown(sigma)}")
-    fit = 2 * min(images.shape[-2:]) - 1
-    kernel = min(kernel, fit if fit % 2 else fit - 1)
-    return gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+        raise UsageError(f"blur {arg('sigma')} must be a number > 0, got {shown(sigma)}")
+    return gaussian_blur(images, sigma, kernel)  # the one blur (reflect: shrinks to fit)
 
 
 def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
@@ -372,7 +369,7 @@ def make_baseline(images: torch.Tensor, baseline) -> torch.Tensor:
     if isinstance(baseline, str) and baseline == "blurred":
         return blur(images, 31, 10.0)
     raise UsageError(
-        f"unknown baseline {_shown(baseline)}; give {arg('baseline')} black, white, blurred, "
+        f"unknown baseline {shown(baseline)}; give {arg('baseline')} black, white, blurred, "
         "a grey level in [0, 1] or a tensor"
     )
 
@@ -398,7 +395,7 @@ def integrated_gradients(
     rules (``"gausslegendre"``, ``"riemann_left"``, ``"trapezoid"``, ...) need several times more
     steps for the same error; docs/QUALITY.md has the measurements.
     """
-    _check_int("steps", steps, 1)
+    integer("steps", steps, 1)
     if quadrature_rule not in QUADRATURES:
         quadrature(quadrature_rule, steps)  # raises the usage error
     base = make_baseline(run.images, baseline)
@@ -544,15 +541,11 @@ REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
-
-
 def get_method(name: str) -> tuple[str, Method]:
     key = ALIASES.get(name, name) if isinstance(name, str) else None
     if key not in METHODS:
         raise UsageError(
-            f"unknown method {_shown(name)}{suggest(str(name), METHODS)}; give "
+            f"unknown method {shown(name)}{suggest(str(name), METHODS)}; give "
             f"{arg('method')} one of " + ", ".join(METHODS)
         )
     return key, METHODS[key]
@@ -576,7 +569,7 @@ def _check_options(name: str, options: dict) -> None:
 def _check_rule(rule) -> None:
     if not isinstance(rule, str) or rule not in REDUCTIONS:
         raise UsageError(
-            f"unknown reduction {_shown(rule)}{suggest(str(rule), REDUCTIONS)}; give "
+            f"unknown reduction {shown(rule)}{suggest(str(rule), REDUCTIONS)}; give "
             f"{arg('reduce')} auto, None or " + ", ".join(REDUCTIONS)
         )
 
@@ -596,42 +589,7 @@ def reduce(raw: torch.Tensor, rule: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- checks
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {_shown(value)}")
-
-
-def _shown(value) -> str:
-    """A value as one short line for a message: its repr, or its type (and shape) if long."""
-    text = repr(value)
-    if "\n" not in text and len(text) <= 60:
-        return text
-    shape = getattr(value, "shape", None)
-    return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
-
-
 # --------------------------------------------------------------------------- API
-
-
-@dataclass
-class SaliencyInfo:
-    """What a saliency call resolved and measured."""
-
-    method: str
-    targets: list[str]  # per image: "tabby (281)" or the objective's name
-    classes: list[int | None]  # per image: the class scored, None for unit/objective targets
-    layer: str | None = None  # Grad-CAM's layer
-    completeness_error: torch.Tensor | None = None  # IG: |sum(attr) - (f(x) - f(baseline))|
-    delta: torch.Tensor | None = None  # IG: f(x) - f(baseline)
-    guided_relus: int | None = None  # guided methods: ReLU calls guided per pass
-    internal_batch_size: int | None = None  # the most rows a pass took (after any halving)
-
-    @property
-    def relative_error(self) -> torch.Tensor | None:
-        """IG completeness error as a fraction of |f(x) - f(baseline)|."""
-        if self.completeness_error is None:
-            return None
-        return self.completeness_error / self.delta.abs().clamp_min(1e-12)
 
 
 def saliency(
@@ -674,8 +632,7 @@ def saliency(
     """
     name, meth = get_method(method)
     _check_options(name, options)
-    if internal_batch_size != AUTO:
-        _check_int("internal_batch_size", internal_batch_size, 1)
+    internal_batch_size = integer("internal_batch_size", internal_batch_size, 1, auto=True)
     if reduce not in (None, "auto"):
         _check_rule(reduce)
     model = as_vision_model(model)
@@ -712,8 +669,21 @@ def saliency(
         name, run.target.labels(), classes, internal_batch_size=chunker.largest, **known
     )
     if result:
-        return SaliencyResult(out, x.detach().float().cpu(), info, meth.reduce, model)
+        return _result(model, out, x.detach().float().cpu(), info, REDUCTIONS[meth.reduce])
     return out, info
+
+
+def _result(model, maps, images, info: SaliencyInfo, reduce) -> SaliencyResult:
+    """The result with what the model sees in each image: the probability of its target
+    class and its top-1 class (the model runs here, not in the result)."""
+    probs = classify(model, images, as_photo=False)
+    if probs is None:
+        return SaliencyResult(maps, images, info, reduce)
+    probabilities = [
+        float(probs[i, c]) if c is not None and 0 <= c < probs.shape[1] else None
+        for i, c in enumerate(info.classes)
+    ]
+    return SaliencyResult(maps, images, info, reduce, probabilities, top1(probs, model.classes))
 
 
 def _chunker(model: VisionModel, x: torch.Tensor, layers: list[str], size) -> Chunker:
@@ -724,130 +694,13 @@ def _chunker(model: VisionModel, x: torch.Tensor, layers: list[str], size) -> Ch
     return Chunker(most, x.device, balance=True)
 
 
-class SaliencyResult(Displayable):
-    """Saliency maps with what made them, for notebooks: ``saliency(..., result=True)``.
-
-    ``maps`` (the tensor :func:`saliency` returns), ``images`` (N x 3 x H x W, CPU), ``info``
-    (:class:`SaliencyInfo`), ``probabilities`` (per image, the softmax probability of its
-    target class; None for unit targets) and ``predictions`` (the model's top-1 class and its
-    probability). It shows itself as one panel per image: photo | map | overlay, captioned with
-    the target and its probability. ``result[i]``, ``len(result)``, ``result.shape`` and
-    ``numpy.asarray(result)`` read the maps; :meth:`overlay`, :meth:`heatmap` and :meth:`panel`
-    draw one image (:mod:`dreamviz.visualize`, whose keywords they take).
-    """
-
-    def __init__(self, maps, images, info: SaliencyInfo, rule: str, model=None):
-        self.maps = maps
-        self.images = images
-        self.info = info
-        self._rule = rule
-        self.probabilities: list[float | None] = [None] * images.shape[0]
-        self.predictions: list[tuple[str, float]] | None = None
-        if model is not None:
-            self._measure(model)
-
-    def _measure(self, model) -> None:
-        with model_guard(model), torch.no_grad():
-            x = self.images.to(model.device)
-            logits = torch.cat([model(x[i : i + 1]) for i in range(x.shape[0])])
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            return
-        probs = logits.float().softmax(1).cpu()
-        for i, c in enumerate(self.info.classes):
-            if c is not None and 0 <= c < probs.shape[1]:
-                self.probabilities[i] = float(probs[i, c])
-        p, k = probs.max(1)
-        names = model.classes
-        self.predictions = [
-            (names[j] if names and j < len(names) else f"class {j}", float(q))
-            for j, q in zip(k.tolist(), p.tolist())
-        ]
-
-    # tensor-like reading of the maps
-    def __getitem__(self, index):
-        return self.maps[index]
-
-    def __len__(self) -> int:
-        return len(self.maps)
-
-    def __iter__(self):
-        return iter(self.maps)
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.maps.detach().cpu().numpy()
-        return arr if dtype is None else arr.astype(dtype)
-
-    @property
-    def shape(self) -> torch.Size:
-        return self.maps.shape
-
-    def map2d(self, i: int) -> torch.Tensor:
-        """Image ``i``'s map as H x W (raw maps are reduced by the method's rule)."""
-        m = self.maps[i].detach().float().cpu()
-        if m.dim() == 3 and m.shape[0] > 1:
-            m = REDUCTIONS[self._rule](m[None])[0]
-        return m.reshape(m.shape[-2:])
-
-    def overlay(self, i: int = 0, **kwargs):
-        """Image ``i`` with its map blended over it (:func:`dreamviz.visualize.overlay`)."""
-        from .visualize import overlay
-
-        return overlay(self.images[i], self.map2d(i), **kwargs)
-
-    def heatmap(self, i: int = 0, **kwargs):
-        """Image ``i``'s map in colour (:func:`dreamviz.visualize.colorize`), as PIL."""
-        from PIL import Image
-
-        from .visualize import colorize
-
-        return Image.fromarray(colorize(self.map2d(i), **kwargs), "RGB")
-
-    def panel(self, i: int = 0, **kwargs):
-        """Photo | map | overlay of image ``i``, captioned (:func:`dreamviz.visualize.panel`)."""
-        from .visualize import panel
-
-        caption = kwargs.pop("caption", self._lines(i))
-        return panel(self.images[i], self.map2d(i), caption=caption, **kwargs)
-
-    def _lines(self, i: int) -> list[str]:
-        lines = [f"{self.info.method}: {self.info.targets[i]}"]
-        p = self.probabilities[i]
-        if p is not None:
-            lines.append(f"p = {p:.1%}")
-        if self.predictions is not None and (p is None or self.info.classes[i] is None):
-            name, q = self.predictions[i]
-            lines.append(f"seen as {name} ({q:.0%})")
-        elif self.predictions is not None and self.predictions[i][0] not in self.info.targets[i]:
-            name, q = self.predictions[i]
-            lines.append(f"top-1: {name} ({q:.0%})")
-        return lines
-
-    def _tiles(self):
-        from .display import as_pil
-
-        return [
-            ([as_pil(self.images[i]), self.heatmap(i), self.overlay(i)], self._lines(i))
-            for i in range(len(self))
-        ]
-
-    def _title(self) -> str:
-        n = len(self)
-        return f"saliency: {self.info.method}, {n} image{'s' if n != 1 else ''}"
-
-    def __repr__(self) -> str:
-        return (
-            f"SaliencyResult(maps {tuple(self.maps.shape)}, method={self.info.method!r}, "
-            f"targets={self.info.targets!r})"
-        )
-
-
 def _feature_layer(model: VisionModel, images: torch.Tensor, layer, own=()) -> str:
     """Grad-CAM's ``layer`` option; by default, for unit targets the target's own layer when
     it has a spatial map (a later layer would not see the unit's gradient), otherwise
     :func:`gradcam_layer` at the images' size."""
     if layer is not None and not isinstance(layer, str):
         raise UsageError(
-            f"{arg('layer')} must be a layer name such as 'blocks.10', got {_shown(layer)}"
+            f"{arg('layer')} must be a layer name such as 'blocks.10', got {shown(layer)}"
         )
     if layer:
         return layer
@@ -869,7 +722,6 @@ __all__ = [
     "get_method",
     "gradcam_layer",
     "make_baseline",
-    "method_names",
     "method_options",
     "quadrature",
     "reduce",

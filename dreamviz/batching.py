@@ -29,7 +29,6 @@ from typing import TypeVar
 import torch
 
 from .defaults import BATCHING
-from .errors import UsageError, arg
 from .hooks import LOGITS, probe
 from .models import as_vision_model
 
@@ -130,15 +129,6 @@ def rows_per_pass(
     return balanced(rows, min(most, rows)) if rows else most
 
 
-def resolve(value, name: str, auto: Callable[[], int]) -> int:
-    """A batch-size argument: ``"auto"`` (or None) asks ``auto()``; else an integer >= 1."""
-    if value is None or value == AUTO:
-        return auto()
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{arg(name)} must be an integer >= 1 or 'auto', got {value!r}")
-    return value
-
-
 # ----------------------------------------------------------------------------- chunked work
 
 
@@ -212,14 +202,6 @@ class Splitter:
         return self(work, items[:half]) + self(work, items[half:])
 
 
-def split_on_oom(
-    work: Callable[[list], list], items: Sequence, device: torch.device | str | None = None
-) -> list:
-    """``work(items)``; if that runs out of memory, each half of ``items`` in turn (halving
-    again as needed): the concatenated results. One item that does not fit re-raises."""
-    return Splitter(device)(work, items)
-
-
 __all__ = [
     "AUTO",
     "Chunker",
@@ -227,8 +209,6 @@ __all__ = [
     "balanced",
     "is_oom",
     "release",
-    "resolve",
     "row_bytes",
     "rows_per_pass",
-    "split_on_oom",
 ]

@@ -1,7 +1,9 @@
-"""The thin argparse front end: ``dreamviz models|layers|render|...|examples|spectrum``.
+"""The thin argparse front end: ``dreamviz COMMAND``, one command for each name in COMMANDS.
 
-Each subcommand lives in ``dreamviz/commands/<name>.py`` and exposes ``add_parser(sub)``, which
-registers its options and sets ``func`` to a callable ``func(args) -> int``.
+The commands are :data:`COMMANDS` (models, layers, render, saliency, dream, gallery, explain,
+examples, spectrum, and any added there; ``dreamviz --help`` lists them all). Each lives in
+``dreamviz/commands/<name>.py`` and exposes ``add_parser(sub)``, which registers its options
+and sets ``func`` to a callable ``func(args) -> int``.
 
 Errors: a :class:`~dreamviz.errors.DreamvizError` is printed as one line on stderr; usage errors
 exit with 2, other failures with 1. Running out of memory, a file that cannot be written and
@@ -11,7 +13,7 @@ Ctrl-C exits with 130 and one line, at any moment. While dreamviz starts up (imp
 is most of its start-up time) a KeyboardInterrupt must not be raised: inside torch's import it
 prints a long traceback or even aborts the interpreter (pybind11). So when the process is the
 dreamviz command, ``dreamviz/__init__.py`` installs a handler before it imports torch
-(:mod:`dreamviz.commands.interrupts`) that exits at once with one line, nothing having been
+(:mod:`dreamviz.interrupts`) that exits at once with one line, nothing having been
 done yet; in-process, ``main(argv)`` only remembers a Ctrl-C and raises it when the command
 starts. Once the command runs, Ctrl-C raises KeyboardInterrupt as usual, and render, dream and
 gallery save what they have. ``main(argv)`` restores the caller's SIGINT handler when it
@@ -28,8 +30,8 @@ import warnings
 
 from ._version import __version__
 from .commands import FLAGS, range_help, warning_text
-from .commands.interrupts import Interrupts, installed
 from .errors import DreamvizError, DreamvizWarning
+from .interrupts import Interrupts, installed
 
 COMMANDS = [
     "models",
@@ -55,13 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".commands.{name}", __package__)
-        except ModuleNotFoundError as e:  # a command not built yet
-            if e.name and e.name.endswith(f"commands.{name}"):
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f".commands.{name}", __package__).add_parser(sub)
     for command in sub.choices.values():
         range_help(command)
     return parser

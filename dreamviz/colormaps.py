@@ -27,7 +27,6 @@ ANCHORS = {
     ),
     "gray": "000000 ffffff",
 }
-SIGNED = {"diverging", "diverging_dark"}  # maps whose middle entry stands for zero
 
 _TABLES: dict[str, np.ndarray] = {}
 
@@ -60,4 +59,4 @@ def apply(values, name: str = "inferno") -> np.ndarray:
     return table(name)[idx]
 
 
-__all__ = ["ANCHORS", "SIGNED", "apply", "table"]
+__all__ = ["ANCHORS", "apply", "table"]

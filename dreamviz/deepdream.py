@@ -37,7 +37,6 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +45,14 @@ from . import defaults as D
 from . import display
 from . import objectives as obj_mod
 from . import transforms as tf_mod
-from .engine import render, tile_boxes
+from .engine import render, seen_as, tile_boxes
 from .errors import DreamvizWarning, UsageError, arg
 from .hooks import LOGITS, Capture, as_nchw, check_input_size, check_layer, num_channels, probe
 from .io import as_image, resize
 from .models import as_vision_model
 from .objectives import Objective
 from .param import image_param
+from .results import DreamResult
 
 DEFAULT_LAYERS = D.DREAM_LAYERS  # a layer per model that gives the classic look
 
@@ -60,52 +60,6 @@ MIN_SIDE = 32  # no octave is dreamed below this many pixels on its shorter side
 MIN_TILE = 64
 PIXEL_UNITS = 255.0  # lr is given in 0-255 grey levels
 _OCTAVE_SEED = 1_000_003  # octave k of seed s uses render seed s * _OCTAVE_SEED + k
-
-
-@dataclass(repr=False)
-class DreamResult(display.Displayable):
-    """The dreamed image (3 x H x W in [0, 1], CPU) and what happened on the way. In a notebook
-    it shows itself, with the objective, its last value and the class the model now sees."""
-
-    image: torch.Tensor
-    history: list[torch.Tensor] = field(default_factory=list)  # per octave: objective per step
-    sizes: list[tuple[int, int]] = field(default_factory=list)  # (H, W) of each octave
-    octaves: int = 0  # octaves dreamed (may be fewer than asked for small images)
-    objective: str = ""
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    def prediction(self) -> tuple[str, float] | None:
-        """The model's top-1 class and probability for the dreamed image (at the model's input
-        size), or None; computed once, when first asked for."""
-        if not hasattr(self, "_top1"):
-            model = getattr(self, "_model", lambda: None)()
-            top = display.top1(model, self.image) if model is not None else None
-            self._top1 = top[0] if top else None
-        return self._top1
-
-    def _tiles(self):
-        lines = [self.objective]
-        last = [float(h[-1]) for h in self.history if len(h)]
-        if last:
-            lines.append(f"objective {last[-1]:.4g} after {self.octaves} octaves")
-        top = self.prediction()
-        if top is not None:
-            lines.append(f"seen as {top[0]} ({top[1]:.0%})")
-        return [([display.as_pil(self.image)], lines)]
-
-    def _title(self) -> str:
-        h, w = self.image.shape[-2:]
-        stopped = " (interrupted)" if self.interrupted else ""
-        return f"dream: {w}x{h} px, {self.octaves} octaves, {self.seconds:.1f} s{stopped}"
-
-    def __repr__(self) -> str:
-        h, w = self.image.shape[-2:]
-        return (
-            f"DreamResult(3 x {h} x {w} image, objective={self.objective!r}, "
-            f"octaves={self.octaves}, seconds={self.seconds:.1f}"
-            f"{', interrupted' if self.interrupted else ''})"
-        )
 
 
 # ------------------------------------------------------------------------- objectives
@@ -138,7 +92,7 @@ def default_layer(model) -> str:
         raise UsageError(
             f"no default dream layer for {model.name}; pass a layer, e.g. "
             f"{arg('objective', 'NAME')} "
-            f"(see `dreamviz layers {model.name}`)"
+            f"(see dreamviz.layers({model.name!r}))"
         )
     depth = min(c.count(".") for c in cands)
     return [c for c in cands if c.count(".") == depth][-1]
@@ -235,7 +189,7 @@ def make_objective(
     weights = _layer_weights(objective)
     if weights is None:
         raise UsageError(
-            f"objective must be a layer, unit, class, dict or Objective: {objective!r}"
+            f"{arg('objective')} must be a layer, unit, class, dict or Objective: {objective!r}"
         )
     terms = [_weighted(obj_mod.parse(name, model), w) for name, w in weights.items()]
     return sum(terms).bind(model)
@@ -277,7 +231,7 @@ def lap_normalizer(levels: int) -> Callable[[torch.Tensor], torch.Tensor]:
     to unit standard deviation, merge; then scale to unit mean |g| so ``lr`` keeps its meaning.
     Low frequencies get as much weight as high ones, which gives smoother dreams."""
     if levels < 1:
-        raise UsageError(f"lap_levels must be >= 1, got {levels}")
+        raise UsageError(f"{arg('lap_levels')} must be >= 1, got {levels}")
 
     def std(t):
         return t.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-10).view(-1, 1, 1, 1)
@@ -349,6 +303,11 @@ def _check_workable(model, layers, shapes, what: str) -> None:
 def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile):
     """Octave sizes (smallest first), with fewer octaves (and a warning) if the deepest would
     be too small for the model; a UsageError if even the full-size image is."""
+    if min(h, w) < MIN_SIDE:  # said of the image itself, not of a tile or octave of it
+        raise UsageError(
+            f"the {w}x{h} image is too small for {as_vision_model(model).name}: its shorter side "
+            f"is below the {MIN_SIDE} px minimum; give a larger image"
+        )
     asked = octaves
     while True:
         sizes = octave_sizes(h, w, octaves, scale)
@@ -375,19 +334,21 @@ def plan_octaves(model, layers, h: int, w: int, octaves: int, scale: float, tile
 
 def _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels):
     if octaves < 1:
-        raise UsageError(f"octaves must be >= 1, got {octaves}")
+        raise UsageError(f"{arg('octaves')} must be >= 1, got {octaves}")
     if not octave_scale >= 1.0:
-        raise UsageError(f"octave_scale must be >= 1, got {octave_scale}")
+        raise UsageError(f"{arg('octave_scale')} must be >= 1, got {octave_scale}")
     if steps < 0:
-        raise UsageError(f"steps must be >= 0, got {steps}")
+        raise UsageError(f"{arg('steps')} must be >= 0, got {steps}")
     if not lr > 0:
-        raise UsageError(f"lr must be > 0, got {lr}")
+        raise UsageError(f"{arg('lr')} must be > 0, got {lr}")
     if jitter < 0:
-        raise UsageError(f"jitter must be >= 0, got {jitter}")
+        raise UsageError(f"{arg('jitter')} must be >= 0, got {jitter}")
     if tile is not None and tile < MIN_TILE:
-        raise UsageError(f"tile must be >= {MIN_TILE} px (or None for no tiling), got {tile}")
+        raise UsageError(
+            f"{arg('tile')} must be >= {MIN_TILE} px (or None for no tiling), got {tile}"
+        )
     if lap_levels is not None and lap_levels < 1:
-        raise UsageError(f"lap_levels must be >= 1, got {lap_levels}")
+        raise UsageError(f"{arg('lap_levels')} must be >= 1, got {lap_levels}")
 
 
 def _dream_bound(
@@ -469,6 +430,35 @@ def _dream_bound(
     return result
 
 
+class _Values(torch.Tensor):
+    """A dream's objective values as a callback gets them: a tensor with one value per image
+    (one image), as :func:`render`'s callback gets them. Formatting it like the float it was
+    (``f"{value:.3g}"``) still works for one release, with a DeprecationWarning."""
+
+    def __format__(self, spec: str) -> str:
+        if not spec or self.numel() != 1:
+            return super().__format__(spec)
+        warnings.warn(
+            "a dream's callback(step, steps, values) gets values, a tensor of one value per "
+            "image, not a float: write float(values[0])",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return format(float(self), spec)
+
+
+def _per_image(callback):
+    """``callback(step, steps, values)``, the one callback signature (render's), for a loop
+    that reports one float per step."""
+    if callback is None:
+        return None
+
+    def report(step: int, steps: int, value: float) -> None:
+        callback(step, steps, torch.tensor([value]).as_subclass(_Values))
+
+    return report
+
+
 def dream(
     model,
     image,
@@ -485,7 +475,7 @@ def dream(
     guide_mode: str = D.DREAM["guide_mode"],
     seed: int = D.DREAM["seed"],
     device=None,
-    callback: Callable[[int, int, float], None] | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
     progress: bool | None = D.DISPLAY["progress"],
     preview: int | None = D.DISPLAY["preview"],
 ) -> DreamResult:
@@ -493,16 +483,19 @@ def dream(
 
     Returns a :class:`DreamResult` whose ``image`` has the input's size (3 x H x W, CPU); in a
     notebook it shows itself. ``lr`` is in 0-255 pixel units (see the module docstring);
-    ``tile=None`` never tiles; ``callback(step, total_steps, value)`` is called after every
-    step of every octave. ``progress``: a bar over all octaves' steps (None: where a person is
-    watching); ``preview=k``: in a notebook, the image redrawn in place every k steps.
-    The same seed gives the same image (bit for bit on the CPU), whatever the display.
+    ``tile=None`` never tiles; ``callback(step, steps, values)``, as :func:`render`'s, is
+    called after every step of every octave (``steps``: of all octaves; ``values``: the
+    objective per image, a tensor of one value). ``progress``: a bar over all octaves' steps
+    (None: where a person is watching); ``preview=k``: in a notebook, the image redrawn in
+    place every k steps. The same seed gives the same image (bit for bit on the CPU),
+    whatever the display.
     """
     _check_args(octaves, octave_scale, steps, lr, jitter, tile, lap_levels)
     model = as_vision_model(model)
     img = as_image(image)
     bound = make_objective(model, objective, guide, guide_mode)
-    return _dream_bound(
+    callback = _per_image(callback)
+    result = _dream_bound(
         model,
         img,
         bound,
@@ -519,6 +512,8 @@ def dream(
         progress=progress,
         preview=preview,
     )
+    result.seen_as = seen_as(model)  # its caption's top-1 class, when first shown
+    return result
 
 
 def dream_frames(
@@ -538,9 +533,9 @@ def dream_frames(
     i - 1 zoomed by ``zoom`` (and rotated by ``rotate`` degrees). Yields each frame's
     :class:`DreamResult` as soon as it is ready; ``kwargs`` are :func:`dream`'s options."""
     if frames < 1:
-        raise UsageError(f"frames must be >= 1, got {frames}")
+        raise UsageError(f"{arg('frames')} must be >= 1, got {frames}")
     if not zoom > 0:
-        raise UsageError(f"zoom must be > 0, got {zoom}")
+        raise UsageError(f"{arg('zoom')} must be > 0, got {zoom}")
     keys = ("octaves", "octave_scale", "steps", "lr", "jitter", "tile", "lap_levels")
     opts = {k: D.DREAM[k] for k in keys}
     opts.update(device=None, callback=None, progress=False, preview=None)
@@ -548,6 +543,7 @@ def dream_frames(
     if unknown:
         raise UsageError(f"unknown options: {', '.join(sorted(unknown))}; use {', '.join(opts)}")
     opts.update(kwargs)
+    opts["callback"] = _per_image(opts["callback"])
     _check_args(
         *(opts[k] for k in ("octaves", "octave_scale", "steps", "lr", "jitter")),
         opts["tile"],
@@ -561,6 +557,7 @@ def dream_frames(
         if i:
             current = zoom_image(current, zoom, rotate)
         res = _dream_bound(model, current, bound, seed=seed + i * 7919, **opts)
+        res.seen_as = seen_as(model)
         current = res.image
         yield res
         if res.interrupted:
@@ -569,7 +566,7 @@ def dream_frames(
 
 __all__ = [
     "DEFAULT_LAYERS",
-    "DreamResult",
+    "DreamResult",  # from dreamviz.results, re-exported where it was
     "default_layer",
     "dream",
     "dream_frames",

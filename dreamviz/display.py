@@ -32,7 +32,6 @@ from PIL import Image, ImageDraw, ImageFont
 from .defaults import DISPLAY
 from .errors import UsageError, arg
 from .io import save_image, to_pil
-from .models import as_vision_model, model_guard
 
 # ----------------------------------------------------------------------------- where we run
 
@@ -79,7 +78,8 @@ def preview_every(preview) -> int:
     if isinstance(preview, int) and preview >= 0:
         return preview
     raise UsageError(
-        f"{arg('preview')} must be a step interval (an integer >= 1), True or None, got {preview!r}"
+        f"{arg('preview')} must be a step interval (a whole number of steps), True or None, "
+        f"got {preview!r}"
     )
 
 
@@ -219,35 +219,51 @@ def html_grid(
 # ----------------------------------------------------------------------------- predictions
 
 
-def top1(model, images: torch.Tensor) -> list[tuple[str, float]] | None:
-    """The model's top-1 class and its softmax probability for each image, seen as a
-    classifier sees a photo (shorter side resized to the model's input size, centre crop), or
-    None if the model gives no class logits."""
-    try:
-        model = as_vision_model(model)
-        x = images.detach().float()
-        x = x if x.dim() == 4 else x.unsqueeze(0)
-        th, tw = model.input_size
-        s = max(th / x.shape[-2], tw / x.shape[-1])
-        size = (max(th, round(x.shape[-2] * s)), max(tw, round(x.shape[-1] * s)))
-        if size != tuple(x.shape[-2:]):
-            x = torch.nn.functional.interpolate(
-                x, size=size, mode="bilinear", align_corners=False, antialias=s < 1
-            )
-        y0, x0 = (size[0] - th) // 2, (size[1] - tw) // 2
-        x = x[..., y0 : y0 + th, x0 : x0 + tw]
-        with model_guard(model), torch.no_grad():
-            logits = model(x.to(model.device))
-    except Exception:  # noqa: BLE001 - a caption is never worth an error
+def top1(probabilities: torch.Tensor | None, classes=None) -> list[tuple[str, float]] | None:
+    """Each image's top-1 class and its probability, from N x classes probabilities (what
+    :func:`dreamviz.models.classify` gives; the model call is the caller's): ``(name,
+    probability)``, the name from ``classes`` or ``"class K"``. None gives None."""
+    if probabilities is None:
         return None
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        return None
-    p, i = logits.float().softmax(1).max(1)
-    names = model.classes
+    p, i = probabilities.float().max(1)
     return [
-        (names[k] if names and k < len(names) else f"class {k}", float(q))
+        (classes[k] if classes and k < len(classes) else f"class {k}", float(q))
         for k, q in zip(i.tolist(), p.tolist())
     ]
+
+
+# ----------------------------------------------------------------------------- blur
+
+
+def gaussian_blur(
+    images: torch.Tensor, sigma: float, kernel: int | None = None, edges: str = "reflect"
+) -> torch.Tensor:
+    """The one Gaussian blur: ``images`` (... x H x W; a batch, one image or one map) blurred
+    with standard deviation ``sigma`` px over ``kernel`` taps (odd; default ``2 * ceil(3 *
+    sigma) + 1``). ``edges="reflect"`` (torchvision's blur; the kernel shrinks to fit images
+    smaller than it, as reflect padding needs) or ``"replicate"`` (a separable blur whose
+    radius is at most the image's longer side, in the images' own dtype)."""
+    if kernel is None:
+        kernel = 2 * math.ceil(3 * sigma) + 1
+    if edges == "reflect":
+        from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
+
+        fit = 2 * min(images.shape[-2:]) - 1
+        kernel = max(1, min(kernel, fit if fit % 2 else fit - 1))
+        return tv_blur(images, [kernel, kernel], [sigma, sigma])
+    if edges != "replicate":
+        raise UsageError(f"{arg('edges')} must be 'reflect' or 'replicate', got {edges!r}")
+    import torch.nn.functional as F
+
+    r = min(kernel // 2, max(images.shape[-2:]))
+    x = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    shape = images.shape
+    t = images.reshape(-1, 1, *shape[-2:])
+    t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    t = F.conv2d(F.pad(t, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return t.reshape(shape)
 
 
 # ----------------------------------------------------------------------------- results
@@ -360,23 +376,55 @@ def notebook_tqdm():
 
 
 class Bar:
-    """A progress bar over ``total`` units of work (steps, rows, units). Shown after
-    ``DISPLAY['progress_delay']`` seconds, so quick calls stay quiet."""
+    """The one progress bar (the library's and the command line's): ``tqdm.auto`` over
+    ``total`` units of work (steps, rows, units, frames), on stderr outside a notebook.
 
-    def __init__(self, total: int, desc: str, unit: str = "step"):
+    ``delay``: shown only after this many seconds (default ``DISPLAY['progress_delay']``, so
+    quick calls stay quiet); ``leave``: kept on screen when closed; ``terminal_only``: off
+    where stderr is no terminal (a pipe, a log file), as the command line wants; ``counts``:
+    a ``bar_format`` that shows the count as a whole number (a gallery's units move in
+    fractions, per step)."""
+
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str = "step",
+        *,
+        delay: float | None = None,
+        leave: bool = True,
+        terminal_only: bool = False,
+        counts: bool = False,
+    ):
         tqdm = notebook_tqdm()
-        kw = dict(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
+        kw = dict(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=leave)
         if not in_notebook():
             kw["file"] = sys.stderr
+        if terminal_only:
+            kw["disable"] = None  # tqdm's "off unless a terminal"
+        if counts:
+            kw["bar_format"] = (
+                "{l_bar}{bar}| {n:.0f}/{total} " + unit + "s [{elapsed}<{remaining}, {rate_fmt}]"
+            )
+        delay = DISPLAY["progress_delay"] if delay is None else delay
         try:
-            self.bar = tqdm(delay=DISPLAY["progress_delay"], **kw)
+            self.bar = tqdm(delay=delay, **kw)
         except (TypeError, KeyError):  # tqdm < 4.61 has no delay
             self.bar = tqdm(**kw)
 
+    @property
+    def n(self) -> float:
+        return self.bar.n
+
     def update(self, n: float = 1, value: float | None = None) -> None:
+        """Move on by ``n``; ``value``, the objective, is shown beside the bar."""
         if value is not None:
             self.bar.set_postfix_str(f"objective={value:.4g}", refresh=False)
         self.bar.update(n)
+
+    def move_to(self, n: float, value: float | None = None) -> None:
+        """Move to position ``n`` (a count that is known, not added up)."""
+        self.update(n - self.bar.n, value)
 
     def close(self) -> None:
         self.bar.close()
@@ -436,6 +484,7 @@ __all__ = [
     "Bar",
     "Displayable",
     "Preview",
+    "gaussian_blur",
     "grid",
     "html_grid",
     "in_notebook",

@@ -20,12 +20,11 @@ redone with the same random draws).
 from __future__ import annotations
 
 import contextlib
-import re
+import copy
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -34,101 +33,42 @@ from . import batching, display
 from . import defaults as D
 from . import optim as optim_mod
 from . import transforms as tf_mod
-from .errors import DreamvizWarning, NonFiniteError, UsageError, arg
+from .errors import DreamvizWarning, NonFiniteError, UsageError, arg, integer
 from .hooks import LOGITS, Capture, check_input_size
-from .models import as_vision_model, resolve_device
+from .models import as_vision_model, classify, resolve_device
 from .objectives import Objective, closeness
 from .objectives import parse as parse_objective
 from .param import ImageParam, image_param, image_seeds
 from .regularizers import Blur, total_penalty
+from .results import RenderResult
 
 _TRANSFORM_SEED_OFFSET = 0x5EED
 
 
-@dataclass(repr=False)
-class RenderResult(display.Displayable):
-    """What :func:`render` made. In a notebook it shows itself: each image with its unit or
-    class, its final objective value and the class the model sees in it (with probability)."""
+def seen_as(model) -> Callable[[torch.Tensor], list[tuple[str, float]] | None]:
+    """A result's top-1 predictor (:attr:`RenderResult.predictions`): the model call lives
+    here, in the module that makes the result, and runs once, when the result is first shown.
+    It holds the model by a weak reference (a result keeps no model alive) and gives None once
+    the model is gone or fails (a caption is never worth an error)."""
+    ref = weakref.ref(model)
 
-    images: torch.Tensor  # N x 3 x H x W in [0, 1], CPU
-    history: torch.Tensor  # steps x N objective values
-    frames: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> images
-    interrupted: bool = False
-    objective: str = ""
-    seconds: float = 0.0
-    alpha: torch.Tensor | None = None  # N x H x W accumulated |gradient| (render(alpha=True))
+    def predict(images: torch.Tensor) -> list[tuple[str, float]] | None:
+        m = ref()
+        if m is None:
+            return None
+        try:
+            return display.top1(classify(m, images), m.classes)
+        except Exception:  # noqa: BLE001 - a caption is never worth an error
+            return None
 
-    @property
-    def final(self) -> torch.Tensor:
-        """The objective value of each image at the last step."""
-        return self.history[-1] if len(self.history) else torch.zeros(self.images.shape[0])
-
-    @property
-    def labels(self) -> list[str]:
-        """What each image maximizes: its own terms of the objective (``batch=i``), else the
-        whole objective."""
-        return image_labels(self.objective, self.images.shape[0])
-
-    def predictions(self) -> list[tuple[str, float]] | None:
-        """The model's top-1 class and probability for each image (None if the model is gone
-        or gives no class logits); computed once, when first asked for."""
-        if not hasattr(self, "_top1"):
-            model = getattr(self, "_model", lambda: None)()
-            self._top1 = display.top1(model, self.images) if model is not None else None
-        return self._top1
-
-    def _tiles(self):
-        top = self.predictions()
-        finals = self.final.tolist()
-        tiles = []
-        for i, image in enumerate(self.images):
-            lines = [self.labels[i]]
-            if i < len(finals) and len(self.history):
-                lines.append(f"objective {finals[i]:.4g}")
-            if top is not None:
-                lines.append(f"seen as {top[i][0]} ({top[i][1]:.0%})")
-            tiles.append(([display.as_pil(image)], lines))
-        return tiles
-
-    def _title(self) -> str:
-        n, _, h, w = self.images.shape
-        text = f"render: {n} image{'s' if n != 1 else ''}, {w}x{h} px, "
-        text += f"{len(self.history)} steps, {self.seconds:.1f} s"
-        return text + (" (interrupted)" if self.interrupted else "")
-
-    def __repr__(self) -> str:
-        n, _, h, w = self.images.shape
-        finals = ", ".join(f"{v:.4g}" for v in self.final.tolist()[:8])
-        more = ", ..." if n > 8 else ""
-        return (
-            f"RenderResult({n} x 3 x {h} x {w} images, objective={self.objective!r}, "
-            f"final=[{finals}{more}], steps={len(self.history)}, seconds={self.seconds:.1f}"
-            f"{', interrupted' if self.interrupted else ''})"
-        )
+    return predict
 
 
-_TERMS = re.compile(r", batch=(-?\d+)\)")
-
-
-def image_labels(name: str, n: int) -> list[str]:
-    """Per image, the terms of the objective ``name`` aimed at it (``..., batch=i)``), written
-    without the ``batch=i``; an image with no term of its own gets the whole name."""
-    terms, depth, start = [], 0, 0
-    for k, ch in enumerate(name):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth == 0 and name.startswith((" + ", " - "), k):
-            terms.append(name[start:k])
-            start = k + 1
-    terms.append(name[start:])
-    own: dict[int, list[str]] = {}
-    for term in terms:
-        m = _TERMS.search(term)
-        if m:
-            i = int(m.group(1)) % n if n else 0
-            text = _TERMS.sub(")", term).strip()
-            own.setdefault(i, []).append(text.removeprefix("+ ").strip())
-    return [" + ".join(own[i]) if i in own else name for i in range(n)]
+def _describe(result: RenderResult, objective: Objective, model) -> None:
+    """What the result shows beside its images: each image's own label, from the objective
+    (:meth:`Objective.labels`), and the model's top-1 class (:func:`seen_as`)."""
+    result.labels = objective.labels(result.images.shape[0])
+    result.seen_as = seen_as(model)
 
 
 TILE_ALIGN = 32  # the total stride of typical classifiers: tiles start on their grid
@@ -321,10 +261,9 @@ def objective_and_grad_tiled(
 
 
 def _check_args(steps: int, settle: float) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise UsageError(f"steps must be an integer >= 0, got {steps!r}")
+    integer("steps", steps, 0)
     if not 0.0 <= settle <= 1.0:
-        raise UsageError(f"settle must be in [0, 1], got {settle}")
+        raise UsageError(f"{arg('settle')} must be in [0, 1], got {settle}")
 
 
 def _device(model, device) -> torch.device:
@@ -411,6 +350,7 @@ def render(
     optimizer=D.RENDER["optimizer"],
     lr: float = D.RENDER["lr"],
     steps: int = D.RENDER["steps"],
+    lr_schedule: str = D.RENDER["lr_schedule"],
     grad_norm=None,
     thresholds: Sequence[int] = (),
     seed: int | Sequence[int] = D.RENDER["seed"],
@@ -485,14 +425,16 @@ def render(
     small = all(a < b for a, b in zip(first.shape[-2:], model.input_size))
     view = tuple(first.shape[-2:]) if small else model.input_size
     robust, plain = tf_mod.get(transforms, view), tf_mod.none()
-    if isinstance(robust, tf_mod.Crops) and robust.size is None:
-        robust.size = view
+    if isinstance(robust, tf_mod.Crops):  # a copy: the caller's object is never changed
+        robust = copy.copy(robust)
+        robust.size = robust.size or view
     settle_from = steps - int(round(settle * steps))  # steps after this one are plain
     regs = list(regularizers)
     blurs = [r for r in regs if isinstance(r, Blur) and r.every]
     norm = optim_mod.grad_normalizer(grad_norm)
     params = [p for p in param.parameters() if p.requires_grad]
     opt = optim_mod.make_optimizer(optimizer, params, lr)
+    optim_mod.check_schedule(lr_schedule)
     thresholds = sorted({int(t) for t in thresholds if 0 < int(t) <= steps})
 
     def autocast():
@@ -524,6 +466,9 @@ def render(
         try:
             for step in range(1, steps + 1):
                 states = views.save(gens)
+                optim_mod.set_lr(opt, optim_mod.lr_factor(lr_schedule, step, steps))
+                if isinstance(robust, tf_mod.Crops):
+                    robust.progress = (step - 1) / max(1, steps - 1)
                 while True:  # once, unless a multi-view step runs out of memory
                     opt.zero_grad(set_to_none=True)
                     images = param()
@@ -584,7 +529,7 @@ def render(
         seconds=time.perf_counter() - start,
         alpha=evidence.float().cpu() if evidence is not None else None,
     )
-    result._model = weakref.ref(model)  # for the captions' predicted classes (display only)
+    _describe(result, objective, model)  # per-image labels and top-1 classes (display only)
     if live is not None and isinstance(preview, display.Preview):  # a dream's octave
         live.update(final, f"step {len(history)}/{steps}")
     elif live is not None:  # the preview becomes the result, captions and all

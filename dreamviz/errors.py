@@ -11,6 +11,7 @@ same message as ``lower --lr`` or ``--weights PATH`` (:meth:`DreamvizError.for_c
 from __future__ import annotations
 
 import difflib
+import numbers
 import re
 from collections.abc import Iterable, Mapping
 
@@ -82,6 +83,58 @@ class DreamvizWarning(UserWarning):
 
     def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
         return cli_text(super().__str__(), flags)
+
+
+def shown(value) -> str:
+    """A value as one short line for a message: its repr, or its type (and shape) if long."""
+    text = repr(value)
+    if len(text) <= 60 and "\n" not in text:
+        return text
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
+
+
+def is_integer(value) -> bool:
+    """Whether ``value`` is an integer (numpy's included), not a bool: the one type test."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def integer(
+    name: str,
+    value,
+    lo: int | None = None,
+    hi: int | None = None,
+    *,
+    auto: bool = False,
+    what: str = "",
+) -> int | str:
+    """The one integer check: ``value`` as an int in ``[lo, hi]`` (either end may be open),
+    or, with ``auto``, the string ``"auto"``. A bool or a float
+    is no integer; numpy integers are. Anything else is a usage error naming the argument
+    ``name`` (``what``, e.g. "images to make", is said after the range)."""
+    if auto and isinstance(value, str) and value == "auto":
+        return "auto"
+    if is_integer(value) and (lo is None or value >= lo) and (hi is None or value <= hi):
+        return int(value)
+    if lo is not None and hi is not None:
+        need = f"an integer in {lo}..{hi}"
+    elif lo is not None:
+        need = f"an integer >= {lo}"
+    else:
+        need = "an integer" if hi is None else f"an integer <= {hi}"
+    need += " or 'auto'" if auto else ""
+    note = f" ({what})" if what else ""
+    raise UsageError(f"{arg(name)} must be {need}{note}, got {shown(value)}")
+
+
+def split_list(text: str, name: str, example: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``. An empty entry (``"a,,b"``, ``"a,"``, ``""``) is a
+    usage error naming the argument ``name``, never dropped: it is a typo, not a default."""
+    items = [t.strip() for t in str(text).split(",")]
+    if not all(items):
+        what = "is empty" if not any(items) else "has an empty entry"
+        raise UsageError(f"{arg(name)} {str(text)!r} {what}; write e.g. {example}")
+    return items
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:

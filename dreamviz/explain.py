@@ -42,7 +42,7 @@ from . import defaults as D
 from . import recipes
 from .attribution import gradcam_layer, saliency
 from .engine import render
-from .errors import UsageError, arg
+from .errors import UsageError, arg, integer
 from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, probe, replace_output
 from .io import as_batch, as_image, read_image, to_pil
 from .models import VisionModel, as_vision_model, model_guard
@@ -145,8 +145,7 @@ def layer_attribution(
     layer's own layout. IG: sums to logit - baseline up to the quadrature error."""
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise UsageError(f"{arg('steps')} must be an integer >= 1, got {steps!r}")
+    integer("steps", steps, 1)
     with Capture(model, [layer, LOGITS], stop_early=False) as cap, torch.no_grad():
         acts = cap(image)
     a0 = acts[layer].detach()
@@ -254,8 +253,8 @@ def _pictures(model, layer, items, gallery, settings: dict, cache: dict) -> None
         return
     layer = picture_layer(model, layer)
     terms = [
-        (direction(layer, u.direction, batch=i) if u.direction is not None else None)
-        or channel(layer, u.index, batch=i)
+        (direction(layer, u.direction, image=i) if u.direction is not None else None)
+        or channel(layer, u.index, image=i)
         for i, (_, u) in enumerate(todo)
     ]
     if len(terms) == 1:
@@ -307,9 +306,8 @@ def explain(
     model = as_vision_model(model)
     many = isinstance(image, (list, tuple))
     photos = [as_image(i) for i in (image if many else [image])]
-    for name, value, low in (("top", top, 1), ("groups", groups, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise UsageError(f"{arg(name)} must be an integer >= {low}, got {value!r}")
+    integer("top", top, 1)
+    integer("groups", groups, 0)
     layer = layer or gradcam_layer(model)
     info = check_layer(model, layer)
     n_channels = num_channels(info)

@@ -146,10 +146,12 @@ def probe(model: VisionModel, size: tuple[int, int] | None = None) -> dict[str, 
     """Run one forward pass (no grad, eval mode) and record every module's calls and shape.
 
     The result is cached per network and input size. On a ``meta`` network nothing is computed.
+    A fixed-size model resizes every image to its ``input_size``, so it is probed at that size
+    whatever ``size`` says (its layers never see another).
     """
     model = as_vision_model(model)
     net = model.net
-    size = tuple(size or model.input_size)
+    size = tuple(model.input_size if model.fixed_size or not size else size)
     cache = _PROBES.setdefault(net, {})
     if size in cache:
         return _with_overrides(model, cache[size])
@@ -269,6 +271,26 @@ def check_input_size(model: VisionModel, size: tuple[int, int]) -> None:
         )
 
 
+def layers(model: VisionModel | nn.Module | str) -> dict[str, LayerInfo]:
+    """Every layer of ``model``, in module order: name -> :class:`LayerInfo` (type, output
+    shape at the native input size, calls per forward pass, layout), ``logits`` last.
+
+    ``model`` is a model, or a model's name: its architecture is then probed without weights,
+    on ``meta`` tensors where it can be (so it works offline for every classifier)."""
+    if not isinstance(model, str):
+        return probe(as_vision_model(model))
+    from .models import architecture
+
+    try:
+        built = architecture(model, device="meta")
+    except NotImplementedError:  # a builder that computes with tensors (regnet): build on the
+        built = architecture(model, device="cpu").to("meta")  # CPU, probe on meta
+    try:
+        return probe(built)
+    except NotImplementedError:  # an op with no meta kernel: compute on the CPU instead
+        return probe(architecture(model, device="cpu"))
+
+
 def layer_names(model: VisionModel) -> list[str]:
     return [n for n, _ in as_vision_model(model).net.named_modules() if n] + [LOGITS]
 
@@ -295,13 +317,13 @@ def check_layer(model: VisionModel, layer: str) -> LayerInfo:
     if layer not in table:
         raise UsageError(
             f"unknown layer {layer!r} in {model.name}{suggest(layer, table)}; "
-            f"run `dreamviz layers {model.name}` to list them"
+            f"list them with dreamviz.layers({model.name!r})"
         )
     info = table[layer]
     if info.calls == 0:
         raise UsageError(
             f"layer {layer!r} never runs in {model.name}'s forward pass in eval mode; "
-            f"pick another from `dreamviz layers {model.name}`"
+            f"pick another from dreamviz.layers({model.name!r})"
         )
     if info.calls > 1:
         alt = ", ".join(_neighbours(table, layer)) or "its parent block"
@@ -347,7 +369,7 @@ def check_unit(model: VisionModel, layer: str, channel: int | None) -> LayerInfo
             shape = " x ".join(map(str, info.shape or ())) or "no tensor"
             raise UsageError(
                 f"{layer} has no channel axis (its output is N x {shape}); give the whole "
-                f"layer ({layer}) or pick another from `dreamviz layers {model.name}`"
+                f"layer ({layer}) or pick another from dreamviz.layers({model.name!r})"
             )
         if not 0 <= channel < n:
             raise UsageError(

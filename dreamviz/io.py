@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from . import defaults
-from .errors import UsageError, arg
+from .errors import UsageError, arg, integer
 
 RECIPE_KEY = "dreamviz"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -96,10 +96,8 @@ def pixel_limit(max_pixels: int | None) -> Iterator[None]:
     """Within the block, :func:`read_image` refuses images of more than ``max_pixels`` pixels
     (None: :data:`dreamviz.defaults.MAX_PIXELS`). The command line sets it from its flag, so
     every image a command reads (photos, guides, init and natural images) has one limit."""
-    if max_pixels is not None and (
-        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
-    ):
-        raise UsageError(f"{arg('max_pixels')} must be an integer >= 1, got {max_pixels!r}")
+    if max_pixels is not None:
+        integer("max_pixels", max_pixels, 1)
     token = _MAX_PIXELS.set(max_pixels)
     try:
         yield
@@ -203,20 +201,21 @@ def as_batch(images, model=None) -> torch.Tensor:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
         raise UsageError(
-            f"images must be N x 3 x H x W (RGB), got shape {tuple(x.shape)}; "
+            f"{arg('images')} must be N x 3 x H x W (RGB), got shape {tuple(x.shape)}; "
             "expand grayscale with images.expand(-1, 3, -1, -1) and drop alpha channels"
         )
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     if not x.is_floating_point():
-        raise UsageError(f"images must be a float tensor in [0, 1], got {x.dtype}")
+        raise UsageError(f"{arg('images')} must be a float tensor in [0, 1], got {x.dtype}")
     x = x.detach()
     if model is not None:
         norm = bool((model.mean != 0).any() or (model.std != 1).any())
         lo, hi = float(x.min()), float(x.max())
         if norm and (lo < -0.01 or hi > 1.01):
             raise UsageError(
-                f"images must be pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; pass "
+                f"{arg('images')} must be pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                "pass "
                 "unnormalized images (the model normalizes them itself), scaled by 1/255 if 0..255"
             )
         p = next(model.net.parameters(), None)
@@ -240,12 +239,14 @@ def as_image(image) -> torch.Tensor:
             t = t.unsqueeze(0)
         if t.dim() != 3 or t.shape[0] not in (1, 3):
             raise UsageError(
-                f"image must be 3 x H x W (or 1 x 3 x H x W), got {tuple(image.shape)}"
+                f"{arg('image')} must be 3 x H x W (or 1 x 3 x H x W), got {tuple(image.shape)}"
             )
         if not t.is_floating_point():
             t = t.float() / (65535.0 if t.dtype == torch.int32 else 255.0)
         return t.float().cpu().expand(3, -1, -1).clamp(0, 1).contiguous()
-    raise UsageError(f"image must be a path, a PIL image or a tensor, not {type(image).__name__}")
+    raise UsageError(
+        f"{arg('image')} must be a path, a PIL image or a tensor, not {type(image).__name__}"
+    )
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -316,7 +317,7 @@ def save_image(
 def save_animation(
     path: str | os.PathLike,
     images,
-    fps: float = 12.0,
+    fps: float = defaults.DREAM["fps"],
     loop: int = 0,
 ) -> str:
     """Write an animated ``.gif`` or ``.webp`` (lossy, quality 90) atomically from a sequence

@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import pickletools
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -23,9 +24,10 @@ import torchvision
 from torch import nn
 
 from . import _lite0
+from .defaults import MODEL
 from .errors import DreamvizError, UsageError, arg, suggest
 
-DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_MODEL = MODEL  # the default lives in dreamviz.defaults; this name stays for old code
 BUNDLED = {"efficientnet_lite0"}
 RANDOM = "random"
 CPU, CUDA, MPS = (arg("device", repr(d)) for d in ("cpu", "cuda", "mps"))
@@ -167,19 +169,59 @@ class VisionModel(nn.Module):
         return f"name={self.name!r}, weights={self.weights!r}, input_size={self.input_size}{fixed}"
 
 
+def classify(model, images: torch.Tensor, as_photo: bool = True) -> torch.Tensor | None:
+    """The one top-1 predictor's model call: softmax class probabilities (N x classes, CPU)
+    of ``images`` (N x 3 x H x W or 3 x H x W in [0, 1]), or None if the model gives no class
+    logits. ``as_photo``: seen as a classifier sees a photo (shorter side resized to the
+    model's input size, centre crop); else each image as it is, one at a time.
+    :func:`dreamviz.display.top1` turns the probabilities into (class name, probability)."""
+    model = as_vision_model(model)
+    x = images.detach().float()
+    x = x if x.dim() == 4 else x.unsqueeze(0)
+    if as_photo:
+        th, tw = model.input_size
+        s = max(th / x.shape[-2], tw / x.shape[-1])
+        size = (max(th, round(x.shape[-2] * s)), max(tw, round(x.shape[-1] * s)))
+        if size != tuple(x.shape[-2:]):
+            x = torch.nn.functional.interpolate(
+                x, size=size, mode="bilinear", align_corners=False, antialias=s < 1
+            )
+        y0, x0 = (size[0] - th) // 2, (size[1] - tw) // 2
+        x = x[..., y0 : y0 + th, x0 : x0 + tw]
+    with model_guard(model), torch.no_grad():
+        x = x.to(model.device)
+        if as_photo:
+            logits = model(x)
+        else:
+            rows = [model(x[i : i + 1]) for i in range(x.shape[0])]
+            if not all(isinstance(r, torch.Tensor) for r in rows):
+                return None
+            logits = torch.cat(rows)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        return None
+    return logits.float().softmax(1).cpu()
+
+
 def _demands_input_size(net: nn.Module) -> bool:
     """Whether a network accepts only its own input size (torchvision's ViT and MaxViT)."""
     fixed = (torchvision.models.VisionTransformer, torchvision.models.MaxVit)
     return isinstance(net, fixed)
 
 
+def is_index(text) -> bool:
+    """Whether ``text`` is a string that writes an integer (``"7"``, ``" -1"``, ``"+3"``):
+    a class index, never a class or layer name, in range or not."""
+    return isinstance(text, str) and re.fullmatch(r"\s*[+-]?\d+\s*", text) is not None
+
+
 def resolve_class(
     target: str | int, classes: Sequence[str] | None, num_classes: int | None = None
 ) -> int:
-    """An int (or digit string) is an index; anything else is matched against class names."""
+    """An int (or integer string, signed ones included) is an index; anything else is matched
+    against class names."""
     if isinstance(target, bool):
         raise UsageError(f"class must be an index or a name, not {target!r}")
-    if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
+    if isinstance(target, int) or is_index(target):
         idx = int(target)
         n = num_classes if num_classes is not None else (len(classes) if classes else None)
         if idx < 0 or (n is not None and idx >= n):
@@ -237,7 +279,7 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or (name not in BUNDLED and name not in torchvision_names()):
         raise UsageError(
             f"unknown model {name!r}{suggest(name, all_model_names())}; "
-            "see `dreamviz models` for the list"
+            "see dreamviz.list_models() for the list"
         )
 
 

@@ -9,7 +9,7 @@ per image, a tensor of shape ``(N,)``; higher is better. Objectives form an alge
 >>> obj.layers
 ('blocks.10',)
 
-``batch=i`` aims a term at image ``i`` of the batch (its value is 0 for the other images), so
+``image=i`` aims a term at image ``i`` of the batch (its value is 0 for the other images), so
 N units can be optimized in one forward pass. Every objective reports the layers it needs, and
 the engine hooks only those and stops the forward pass after the deepest.
 
@@ -19,11 +19,12 @@ Objectives that take names (classes, layers) are checked against a model by :met
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, arg
 from .hooks import (
     LOGITS,
     Layout,
@@ -34,7 +35,7 @@ from .hooks import (
     num_channels,
     parse_unit,
 )
-from .models import as_vision_model, imagenet_classes, resolve_class
+from .models import as_vision_model, imagenet_classes, is_index, resolve_class
 
 Acts = dict[str, torch.Tensor]
 
@@ -53,9 +54,18 @@ class Objective:
         layers: Sequence[str] = (),
         binder: Callable | None = None,
         _sum: bool = False,
+        *,
+        image: int | None = None,
+        plain: str | None = None,
+        terms: list[tuple[int | None, str]] | None = None,
     ):
         self.fn = fn
         self.name = name
+        #: the name without the image it aims at (``channel(b:1)`` for ``channel(b:1, image=0)``)
+        self.plain = name if plain is None else plain
+        #: the top-level terms of the sum it is: (the image a term aims at or None, its plain
+        #: text); a leaf aimed at image ``image`` is one term
+        self.terms = [(image, self.plain)] if terms is None else terms
         self.layers = tuple(dict.fromkeys(layers))
         self._binder = binder  # model -> bound Objective (validates names, resolves classes)
         self._sum = _sum  # is a sum at top level (for parentheses in names)
@@ -70,6 +80,19 @@ class Objective:
         return self.name
 
     __str__ = __repr__
+
+    def labels(self, n: int) -> list[str]:
+        """What each of ``n`` images maximizes: its own terms (those made with ``image=i``),
+        else the whole objective. Captions and recipes read these, never the printed name."""
+        own: dict[int, list[str]] = {}
+        for image, text in self.terms:
+            if image is not None:
+                own.setdefault(image % n if n else 0, []).append(text)
+        return [" + ".join(own[i]) if i in own else self.name for i in range(n)]
+
+    def _image(self) -> int | None:
+        """The first image one of its terms aims at (None: all of them)."""
+        return next((image for image, _ in self.terms if image is not None), None)
 
     def bind(self, model) -> Objective:
         """Validate layers, channels and class names against ``model``."""
@@ -86,10 +109,18 @@ class Objective:
                 self.layers,
                 self._bind_unary(lambda o: o._combine(other, op)),
                 True,
+                plain=f"{self.plain} {op} {_fmt(value)}",
+                terms=self.terms,
             )
         if not isinstance(other, Objective):
             return NotImplemented
-        right = f"({other.name})" if (op == "-" and other._sum) else other.name
+        wrapped = op == "-" and other._sum
+        right = f"({other.name})" if wrapped else other.name
+        plain_right = f"({other.plain})" if wrapped else other.plain
+        if wrapped:  # one term: "- (a + b)"
+            terms = [(other._image(), f"- {plain_right}")]
+        else:
+            terms = [(i, f"- {t}" if op == "-" else t) for i, t in other.terms]
 
         def fn(a, s=self, o=other):
             return s(a) + o(a) if op == "+" else s(a) - o(a)
@@ -104,6 +135,8 @@ class Objective:
             self.layers + other.layers,
             binder if binds else None,
             True,
+            plain=f"{self.plain} {op} {plain_right}",
+            terms=self.terms + terms,
         )
 
     def _bind_unary(self, rebuild):
@@ -134,11 +167,14 @@ class Objective:
             return NotImplemented
         c = float(other)
         inner = f"({self.name})" if self._sum else self.name
+        plain = f"{_fmt(c)}*" + (f"({self.plain})" if self._sum else self.plain)
         return Objective(
             lambda a: c * self(a),
             f"{_fmt(c)}*{inner}",
             self.layers,
             self._bind_unary(lambda o: o * c),
+            plain=plain,
+            terms=[(self._image(), plain)],
         )
 
     __rmul__ = __mul__
@@ -156,7 +192,7 @@ class Objective:
 
 
 def _per_image(values: torch.Tensor, batch: int | None, n: int) -> torch.Tensor:
-    """Values computed for one image (batch=i) or all of them -> shape (N,)."""
+    """Values computed for one image (image=i) or all of them -> shape (N,)."""
     if batch is None:
         return values
     out = values.new_zeros(n)
@@ -167,7 +203,7 @@ def _select(acts: torch.Tensor, batch: int | None) -> torch.Tensor:
     if batch is None:
         return acts
     if not -acts.shape[0] <= batch < acts.shape[0]:
-        raise UsageError(f"batch={batch} but the batch has {acts.shape[0]} images")
+        raise UsageError(f"image={batch} but the batch has {acts.shape[0]} images")
     return acts[batch : batch + 1]
 
 
@@ -175,8 +211,24 @@ def _spatial_mean(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).mean(1) if t.dim() > 1 else t
 
 
-def _tag(batch: int | None) -> str:
-    return "" if batch is None else f", batch={batch}"
+def _tag(image: int | None) -> str:
+    return "" if image is None else f", image={image}"
+
+
+def _which(image: int | None, batch: int | None, where: str) -> int | None:
+    """The image a term aims at: ``image``, or the deprecated spelling ``batch`` (with a
+    DeprecationWarning; it goes away in the next release)."""
+    if batch is None:
+        return image
+    if image is not None:
+        raise UsageError(f"{where}: give {arg('image')} only (batch= is its old name)")
+    warnings.warn(
+        f"{where}(..., batch=i) is deprecated: write image=i, the image of the batch the term "
+        "aims at (batch= goes away in the next release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return batch
 
 
 # ------------------------------------------------------------------ objectives
@@ -205,14 +257,16 @@ def on_layer(
         info = check(model)
         return on_layer(name, layer, target, compute, check, batch, info.layout)
 
-    obj = Objective(fn, name, [layer], binder)
+    obj = Objective(fn, name, [layer], binder, image=batch, plain=name.replace(_tag(batch), ""))
     obj.target = target
     return obj
 
 
-def channel(layer: str, c: int, batch: int | None = None) -> Objective:
+def channel(layer: str, c: int, image: int | None = None, *, batch: int | None = None) -> Objective:
     """Mean activation of channel ``c`` of ``layer`` over all positions (for token layers:
-    over the patch tokens; the feature axis is found wherever it sits, see ``Layout``)."""
+    over the patch tokens; the feature axis is found wherever it sits, see ``Layout``).
+    ``image=i``: only image ``i`` of the batch is scored (0 for the others)."""
+    batch = _which(image, batch, "channel")
     return on_layer(
         f"channel({layer}:{c}{_tag(batch)})",
         layer,
@@ -231,6 +285,8 @@ def neuron(
     c: int,
     x: int | str | None = None,
     y: int | None = None,
+    image: int | None = None,
+    *,
     batch: int | None = None,
 ) -> Objective:
     """Activation of channel ``c`` at one position: column ``x``, row ``y`` (default: centre).
@@ -239,6 +295,7 @@ def neuron(
     token layer ``x``/``y`` address the patch grid, and ``x="cls"`` is the class token (the
     first token; the unit string ``LAYER:C@cls``).
     """
+    batch = _which(image, batch, "neuron")
     cls_token = x == CLS
 
     def compute(f, raw, layout):
@@ -289,8 +346,9 @@ def neuron(
     )
 
 
-def layer(name: str, batch: int | None = None) -> Objective:
+def layer(name: str, image: int | None = None, *, batch: int | None = None) -> Objective:
     """Mean of squares of the whole layer: the deep-dream objective."""
+    batch = _which(image, batch, "layer")
     return on_layer(
         f"layer({name}{_tag(batch)})",
         name,
@@ -301,22 +359,29 @@ def layer(name: str, batch: int | None = None) -> Objective:
     )
 
 
-def class_logit(c: int | str, batch: int | None = None) -> Objective:
+def class_logit(c: int | str, image: int | None = None, *, batch: int | None = None) -> Objective:
     """The pre-softmax logit of a class, given by index or ImageNet name (case-insensitive)."""
+    batch = _which(image, batch, "class_logit")
 
     def make(idx: int, label: str) -> Objective:
         def fn(acts):
             a = _select(acts[LOGITS], batch)
             return _per_image(a[:, idx], batch, acts[LOGITS].shape[0])
 
-        o = Objective(fn, f"class_logit({label}{_tag(batch)})", [LOGITS])
+        o = Objective(
+            fn,
+            f"class_logit({label}{_tag(batch)})",
+            [LOGITS],
+            image=batch,
+            plain=f"class_logit({label})",
+        )
         o._binder = lambda model: make(model.class_index(c), label)
         o.target = ("class", idx)
         return o
 
     if isinstance(c, bool):
         raise UsageError(f"class must be an index or a name, not {c!r}")
-    if isinstance(c, int) or (isinstance(c, str) and c.strip().isdigit()):
+    if isinstance(c, int) or is_index(c):
         if int(c) < 0:
             raise UsageError(f"class index {int(c)} is out of range; use a non-negative index")
         return make(int(c), str(int(c)))
@@ -324,8 +389,11 @@ def class_logit(c: int | str, batch: int | None = None) -> Objective:
     return make(resolve_class(c, imagenet_classes()), str(c))
 
 
-def direction(layer: str, vector, batch: int | None = None) -> Objective:
+def direction(
+    layer: str, vector, image: int | None = None, *, batch: int | None = None
+) -> Objective:
     """Mean over positions of the dot product of ``layer``'s features with ``vector``."""
+    batch = _which(image, batch, "direction")
     vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
 
     def compute(f, raw, layout):
@@ -418,14 +486,18 @@ def _position(text: str, pos: str) -> tuple[int | str, int | None]:
 
 
 def _looks_like_layer(text: str) -> bool:
+    if is_index(text):
+        return False  # "-1" is a class index out of range, not a layer
     return "." in text or (text[-1:].isdigit() and not text.isdigit())
 
 
 def parse(
     text: str | Objective | int,
     model=None,
-    batch: int | None = None,
+    image: int | None = None,
     kind: str | None = None,
+    *,
+    batch: int | None = None,
 ) -> Objective:
     """The one parser of target strings, used by every command and API that takes one.
 
@@ -438,17 +510,20 @@ def parse(
     ``kind`` narrows it: ``"class"`` reads the text as a class only, ``"unit"`` as a unit or
     layer only. With a ``model``, the result is bound (validated) against it, and a dotted or
     numbered name that is neither a layer nor a class is reported as an unknown layer, with the
-    closest names. The result's :attr:`Objective.target` says what was parsed.
+    closest names. The result's :attr:`Objective.target` says what was parsed. ``image=i``
+    aims it at image ``i`` of the batch; ``batch=`` is its old name, still taken without a
+    warning here until the recipes and the gallery's units pass ``image=`` (issue 20).
     """
+    batch = batch if image is None else image
     if isinstance(text, Objective):
         return text.bind(model) if model is not None else text
     if isinstance(text, bool) or not isinstance(text, (int, str)):
         raise UsageError(f"a target must be a string, an int or an Objective, not {text!r}")
     if kind not in (None, "class", "unit"):
-        raise UsageError(f"kind must be None, 'class' or 'unit', not {kind!r}")
+        raise UsageError(f"{arg('kind')} must be None, 'class' or 'unit', not {kind!r}")
     vm = as_vision_model(model) if model is not None else None
     if isinstance(text, int) or kind == "class":
-        obj = class_logit(text if isinstance(text, int) else text.strip(), batch=batch)
+        obj = class_logit(text if isinstance(text, int) else text.strip(), image=batch)
         return obj.bind(vm) if vm is not None else obj
     text = text.strip()
     if not text:
@@ -458,22 +533,22 @@ def parse(
         name, c = parse_unit(unit)
         if at:
             x, y = _position(text, pos)
-            obj = neuron(name, c, x, y, batch=batch)
+            obj = neuron(name, c, x, y, image=batch)
         elif name == LOGITS:
-            obj = class_logit(c, batch=batch)
+            obj = class_logit(c, image=batch)
         else:
-            obj = channel(name, c, batch=batch)
+            obj = channel(name, c, image=batch)
     elif vm is not None and text in layer_names(vm):
-        obj = layer(text, batch=batch)
+        obj = layer(text, image=batch)
     elif kind == "unit":
         if vm is None:
-            obj = layer(text, batch=batch)
+            obj = layer(text, image=batch)
         else:
             check_layer(vm, text)  # raises: unknown layer, with suggestions
-            obj = layer(text, batch=batch)
+            obj = layer(text, image=batch)
     else:
         try:
-            obj = class_logit(text, batch=batch)
+            obj = class_logit(text, image=batch)
             if vm is not None:
                 obj = obj.bind(vm)
         except UsageError:

@@ -4,6 +4,10 @@ Names: ``sgd``, ``momentum`` (heavy ball, v <- beta*v - lr*g; x <- x + v, with b
 ``rmsprop``, ``adam``, ``adamw``, ``nadam`` (MACO's). Instead of a name, any
 ``torch.optim.Optimizer`` subclass or any factory ``f(params, lr) -> optimizer`` may be passed.
 
+Learning-rate schedules (``lr_schedule=``): ``"constant"``, or ``"cosine"``: a linear warm-up
+then a cosine decay (:data:`dreamviz.defaults.LR_SCHEDULE`); :func:`lr_factor` gives the factor
+of the base rate at each step, :func:`set_lr` applies it.
+
 Gradient normalization (``grad_norm=``) rescales each image's gradient before the step:
 ``"l2"`` to unit L2 norm, ``"mean_abs"`` to unit mean absolute value (deep dream's rule),
 ``"max"`` to unit max-abs, or any callable ``grad -> grad``.
@@ -11,11 +15,13 @@ Gradient normalization (``grad_norm=``) rescales each image's gradient before th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
 
-from .errors import UsageError
+from .defaults import LR_SCHEDULE
+from .errors import UsageError, arg
 
 OPTIMIZERS: dict[str, Callable] = {
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
@@ -44,6 +50,35 @@ def make_optimizer(spec, params: Iterable[torch.Tensor], lr: float) -> torch.opt
             raise UsageError(f"optimizer factory returned {type(opt).__name__}, not an Optimizer")
         return opt
     raise UsageError(f"optimizer must be a name, an Optimizer class or a factory, not {spec!r}")
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def check_schedule(name: str) -> str:
+    if name not in SCHEDULES:
+        raise UsageError(
+            f"unknown {arg('lr_schedule')} {name!r}; use one of {', '.join(SCHEDULES)}"
+        )
+    return name
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The factor of the base learning rate at ``step`` (1-based) of ``steps``."""
+    if schedule == "constant":
+        return 1.0
+    warm = max(1, round(LR_SCHEDULE["warmup"] * steps))
+    if step <= warm:
+        return step / warm
+    t = (step - warm) / max(1, steps - warm)
+    floor = LR_SCHEDULE["floor"]
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def set_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    """Scale every parameter group's rate to ``factor`` times the rate it was made with."""
+    for group in opt.param_groups:
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 def _per_image(g: torch.Tensor, reduce) -> torch.Tensor:

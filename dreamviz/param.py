@@ -16,7 +16,6 @@ seed, so the same seed gives the same start on any device and in any batch posit
 
 from __future__ import annotations
 
-import numbers
 import operator
 import os
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UsageError, arg
+from .errors import UsageError, arg, integer, is_integer
 
 # Square root of the colour correlation of ImageNet pixels (Lucid's constant), columns scaled
 # so the largest has unit norm.
@@ -44,21 +43,19 @@ def _mix(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 
 def _check_batch(batch) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise UsageError(f"batch must be a positive int (images to make), not {batch!r}")
-    return int(batch)
+    return integer("batch", batch, 1, what="images to make")
 
 
 def image_seeds(seed: int | Sequence[int], batch: int) -> list[int]:
     """One seed per image: ``seed + i`` for an int, else the list itself (one per image)."""
     batch = _check_batch(batch)
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+    if is_integer(seed):
         return [int(seed) + i for i in range(batch)]
     try:
         seeds = [operator.index(s) for s in seed]
     except TypeError:
         raise UsageError(
-            f"seed must be an int or a list of ints (one per image), not {seed!r}"
+            f"{arg('seed')} must be an int or a list of ints (one per image), not {seed!r}"
         ) from None
     if len(seeds) != batch:
         raise UsageError(
@@ -77,7 +74,7 @@ def _randn(shape: Sequence[int], seeds: list[int], sd: float) -> torch.Tensor:
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+    if is_integer(size):
         h = w = int(size)
     else:
         try:
@@ -94,20 +91,24 @@ def _init_images(init, batch: int) -> torch.Tensor:
     batch = _check_batch(batch)
     if not isinstance(init, torch.Tensor):
         raise UsageError(
-            f"init must be an image tensor 3 x H x W or N x 3 x H x W, not {type(init).__name__}"
-            "; read a file with dreamviz.io.read_image"
+            f"{arg('init')} must be an image tensor 3 x H x W or N x 3 x H x W, not "
+            f"{type(init).__name__}; read a file with dreamviz.io.read_image"
         )
     shape = tuple(init.shape)
     init = init.detach().float().cpu()
     if init.dim() == 3:
         init = init.unsqueeze(0)
     if init.dim() != 4 or init.shape[1] != 3 or init.shape[0] < 1 or min(init.shape[-2:]) < 1:
-        raise UsageError(f"init has shape {shape}; give an RGB image 3 x H x W or N x 3 x H x W")
+        raise UsageError(
+            f"{arg('init')} has shape {shape}; give an RGB image 3 x H x W or N x 3 x H x W"
+        )
     n = init.shape[0]
     if n == 1 and batch > 1:
         return init.expand(batch, -1, -1, -1)
     if batch not in (1, n):
-        raise UsageError(f"init has {n} images but the batch is {batch}; give one image or {batch}")
+        raise UsageError(
+            f"{arg('init')} has {n} images but the batch is {batch}; give one image or {batch}"
+        )
     return init
 
 
@@ -148,10 +149,6 @@ class ImageParam(nn.Module):
 
     def set_image(self, image: torch.Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @property
-    def batch(self) -> int:
-        return self.forward().shape[0]
 
 
 class PixelImage(ImageParam):
@@ -335,7 +332,8 @@ def load_spectrum(spectrum=None, size: int | Sequence[int] = SPECTRUM_SIZE) -> t
         if not os.path.isfile(path):
             what = "is not a regular file" if os.path.exists(path) else "does not exist"
             raise UsageError(
-                f"spectrum file {path!r} {what}; write one with `dreamviz spectrum DIR`"
+                f"spectrum file {path!r} {what}; make one with "
+                "dreamviz.param.natural_spectrum(photos)"
             )
         try:
             spectrum = np.load(path, allow_pickle=False)
@@ -345,7 +343,7 @@ def load_spectrum(spectrum=None, size: int | Sequence[int] = SPECTRUM_SIZE) -> t
     if mag.dim() != 3 or mag.shape[0] != 3 or mag.shape[1] < 2 or mag.shape[2] < 2:
         raise UsageError(
             f"a spectrum must have shape 3 x H x (W // 2 + 1), got {tuple(mag.shape)}; "
-            "write one with `dreamviz spectrum DIR`"
+            "make one with dreamviz.param.natural_spectrum(photos)"
         )
     if not bool(torch.isfinite(mag).all()) or bool((mag < 0).any()):
         raise UsageError("a spectrum must hold finite magnitudes >= 0")

@@ -47,8 +47,9 @@ def settings(**given) -> dict:
         )
     out = dict(defaults.RENDER)
     out.update(given)
-    if out.get("crop_scale") is not None:  # as JSON stores it, so a recipe reads back equal
-        out["crop_scale"] = [float(x) for x in out["crop_scale"]]
+    for key in ("crop_scale", "crop_scale_end"):  # as JSON stores them: a recipe reads back equal
+        if out.get(key) is not None:
+            out[key] = [float(x) for x in out[key]]
     return out
 
 
@@ -130,7 +131,13 @@ def _transforms(s: dict):
         return s["transforms"]
     from .transforms import crops
 
-    return crops(None, views=int(s["crops"]), scale=tuple(float(x) for x in s["crop_scale"]))
+    end = s.get("crop_scale_end")
+    return crops(
+        None,
+        views=int(s["crops"]),
+        scale=tuple(float(x) for x in s["crop_scale"]),
+        scale_end=None if end is None else tuple(float(x) for x in end),
+    )
 
 
 def render_kwargs(s: dict, model=None) -> dict:
@@ -153,6 +160,7 @@ def render_kwargs(s: dict, model=None) -> dict:
         regularizers=regularizers(s),
         optimizer=s["optimizer"],
         lr=float(s["lr"]),
+        lr_schedule=s["lr_schedule"],
         steps=int(s["steps"]),
         seed=int(s["seed"]),
         amp=bool(s["amp"]),

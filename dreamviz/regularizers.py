@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torchvision.transforms.v2.functional import gaussian_blur
+
+from .display import gaussian_blur
 
 
 class Regularizer:
@@ -72,8 +73,9 @@ class TV(Regularizer):
 
 
 def blur(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    k = max(3, 2 * round(3 * sigma) + 1)
-    return gaussian_blur(images, [k, k], [sigma, sigma])
+    """The Gaussian blur of the ``blur`` regularizer (:func:`dreamviz.display.gaussian_blur`,
+    at least 3 taps)."""
+    return gaussian_blur(images, sigma, max(3, 2 * round(3 * sigma) + 1))
 
 
 class Blur(Regularizer):

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from . import colormaps
 from .defaults import SALIENCY
+from .display import font, gaussian_blur, top1
 from .errors import UsageError, arg, suggest
 from .io import as_batch, load_image
-from .models import as_vision_model, model_guard
+from .models import as_vision_model, classify
 
 
 def _rgb_array(image) -> np.ndarray:
@@ -50,7 +52,9 @@ def _rgb_array(image) -> np.ndarray:
     if t.dtype == torch.uint8 or image.dtype == torch.uint8:
         t = t / 255.0
     if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
-        raise UsageError(f"image must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}")
+        raise UsageError(
+            f"{arg('image')} must be (1|3|4) x H x W or H x W, got {tuple(image.shape)}"
+        )
     if t.shape[1] == 0 or t.shape[2] == 0:
         raise UsageError(f"image of shape {tuple(image.shape)} is empty; give one with pixels")
     if t.shape[0] == 4:  # composite over white, as io.pil_to_tensor does
@@ -101,19 +105,6 @@ def _sign_of(m: np.ndarray, method: str | None, sign: str | None) -> str:
             + ", ".join(SIGNS)
         )
     return sign
-
-
-def _gaussian(m: np.ndarray, sigma: float) -> np.ndarray:
-    """A separable Gaussian blur, sigma in pixels, edges replicated."""
-    r = min(int(np.ceil(3 * sigma)), max(m.shape))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    k /= k.sum()
-    t = torch.from_numpy(m)[None, None]
-    kt = torch.from_numpy(k)
-    t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="replicate"), kt.view(1, 1, 1, -1))
-    t = F.conv2d(F.pad(t, (0, 0, r, r), mode="replicate"), kt.view(1, 1, -1, 1))
-    return t[0, 0].numpy()
 
 
 def display_map(
@@ -174,7 +165,8 @@ def _display(m: np.ndarray, method, sign, clip, smooth) -> tuple[np.ndarray, boo
     sigma = smooth * min(m.shape)
     if sigma >= 0.3:  # below that the kernel is a single tap
         # clipped first, so that a few extreme pixels do not become blobs that hide the rest
-        m = _gaussian(np.clip(m / _top(m, clip), low, 1.0), sigma)
+        m = np.clip(m / _top(m, clip), low, 1.0)
+        m = gaussian_blur(torch.from_numpy(m), sigma, edges="replicate").numpy()
     return np.clip(m / _top(m, clip), low, 1.0), signed
 
 
@@ -196,15 +188,28 @@ def _cmap(cmap, signed: bool) -> str:
 
 def colorize(
     saliency_map,
-    cmap: str | None = None,
-    clip: float = SALIENCY["clip"],
-    *,
     method: str | None = None,
+    *old,
     sign: str | None = None,
+    clip: float = SALIENCY["clip"],
     smooth: float | None = None,
+    cmap: str | None = None,
 ) -> np.ndarray:
     """An H x W map as an H x W x 3 uint8 picture of :func:`display_map`'s values: signed maps
-    in ``diverging_dark`` (blue - dark - yellow), the others in ``inferno`` (0 is black)."""
+    in ``diverging_dark`` (blue - dark - yellow), the others in ``inferno`` (0 is black).
+
+    Its arguments are :func:`display_map`'s (``method`` second), and ``cmap``. The old order,
+    ``colorize(map, cmap, clip)``, still works for one release, with a DeprecationWarning."""
+    if old or (isinstance(method, str) and method in colormaps.ANCHORS):
+        if len(old) > 1:
+            raise TypeError(f"colorize() takes 2 positional arguments, {2 + len(old)} given")
+        warnings.warn(
+            "colorize(map, cmap, clip) is deprecated: its second argument is the method now, "
+            "as display_map's is; write colorize(map, cmap=..., clip=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        method, cmap, clip = None, method, old[0] if old else clip
     m = _map_array(saliency_map, tuple(np.shape(saliency_map)[-2:]))
     return _heat(*_display(m, method, sign, clip, smooth), cmap)
 
@@ -266,24 +271,14 @@ def _blend(rgb: np.ndarray, v: np.ndarray, heat: np.ndarray, alpha, dim) -> Imag
 
 
 def predict(model, image) -> tuple[str, float, int]:
-    """The top-1 class of one image: (name, softmax probability, index)."""
+    """The top-1 class of one image: (name, softmax probability, index), by the one top-1
+    predictor (:func:`dreamviz.models.classify`, :func:`dreamviz.display.top1`)."""
     model = as_vision_model(model)
-    x = as_batch(image, model)[:1]
-    with model_guard(model), torch.no_grad():
-        logits = model(x)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+    probs = classify(model, as_batch(image, model)[:1], as_photo=False)
+    if probs is None:
         raise UsageError(f"{model.name} does not return N x classes logits; cannot predict")
-    probs = logits.float().softmax(1)[0]
-    p, i = probs.max(0)
-    name = model.classes[int(i)] if model.classes else f"class {int(i)}"
-    return name, float(p), int(i)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        return ImageFont.load_default()
+    (name, p), index = top1(probs, model.classes)[0], int(probs[0].argmax())
+    return name, p, index
 
 
 def panel(
@@ -315,8 +310,8 @@ def panel(
     if model is not None:
         name, p, i = predict(model, _chw(rgb))
         lines.append(f"predicted: {name} ({i}), p = {p:.1%}")
-    font = _font(max(11, h // 16))
-    line_h = int(font.getbbox("Ag")[3] * 1.35) + 2 if lines else 0
+    f = font(max(11, h // 16))
+    line_h = int(f.getbbox("Ag")[3] * 1.35) + 2 if lines else 0
     pad = 4
     canvas = Image.new("RGB", (3 * w + 4 * pad, h + 2 * pad + line_h * len(lines)), "white")
     tiles = (
@@ -328,7 +323,7 @@ def panel(
         canvas.paste(tile, (pad + k * (w + pad), pad))
     draw = ImageDraw.Draw(canvas)
     for j, text in enumerate(lines):
-        draw.text((pad, h + 2 * pad + j * line_h), text, fill=(0, 0, 0), font=font)
+        draw.text((pad, h + 2 * pad + j * line_h), text, fill=(0, 0, 0), font=f)
     return canvas
 
 

@@ -14,20 +14,28 @@
 #   5. batching: ms/row against rows per pass at 224 px, and the chunk the policy picks
 #   6. tests:    tests/test_cuda.py (render, saliency, dream, gallery on CUDA, the real
 #                out-of-memory fallback), then the whole suite except the slow tests
-# Each part has a time limit (470 s in all); a part that overruns is cut, the rest still runs,
-# and the script exits 1.
+#   0. first, the render-recipe judge table (scripts/eval_transfer.py, issue 18) rendered on the
+#      GPU, while the CPU timings of every recipe (one class render, whole process, 2 threads)
+#      run on cores 0-1 beside it; the GPU parts are pinned to the other cores
+# Each part has a time limit (about 560 s in all); a part that overruns is cut, the rest still
+# runs, and the script exits 1. The eval writes a line per image: a cut run resumes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 device=cuda
 out=gpu_figures
+parts=all  # or a comma list of: transfer,render,saliency,dream,gallery,batching,examples,tests
+lanes=1    # transfer timings: this many 2-core lanes side by side, each a share of the rounds
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: scripts/bench_gpu.sh [--device cuda|cpu] [--out DIR]" >&2; exit 2 ;;
+    --parts) parts=$2; shift 2 ;;
+    --lanes) lanes=$2; shift 2 ;;
+    *) echo "usage: scripts/bench_gpu.sh [--device cuda|cpu] [--out DIR] [--parts A,B] [--lanes N]" >&2; exit 2 ;;
   esac
 done
+want() { [ "$parts" = all ] || [[ ",$parts," == *",$1,"* ]]; }
 py=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && py=.venv/bin/python
 mkdir -p "$out"
@@ -45,6 +53,8 @@ if [ "$device" = cpu ]; then  # tiny counts: this only checks that every part ru
   batching_args=(--sizes 64 --rows 1 4 16 --total 16 --rounds 1 --threads 1)
   tests=(tests/test_batching.py -k "chunker or split or balanced")
   suite_limit=60
+  transfer_args=(--smoke --threads 1)
+  examples_args=(--images 16 --rounds 1)
 else
   render_args=(--batches 1,16 --rounds 3 --per-round 5 --cases early,middle,class)
   saliency_args=(--rounds 3)
@@ -53,10 +63,14 @@ else
   gallery_args=(--sizes 128 224 --batches 1 16 auto --steps 8 --rounds 2)
   batching_args=(--sizes 224 --rows 1 8 32 128 --total 128 --rounds 3)
   tests=(tests/test_cuda.py)
-  suite_limit=100
+  suite_limit=70
+  transfer_args=(--device cuda --chunk 16 --threads 4)
+  examples_args=(--images 2000 --rounds 2 --amp-too)
 fi
 
-part() {  # part TITLE SECONDS COMMAND...
+part() {  # part NAME TITLE SECONDS COMMAND...
+  want "$1" || return 0
+  shift
   local title=$1 limit=$2
   shift 2
   printf '\n## %s\n\n```\n$ %s\n' "$title" "$*" | tee -a "$report"
@@ -74,17 +88,42 @@ part() {  # part TITLE SECONDS COMMAND...
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 } 2>&1 | tee -a "$report"
 
-part "render: step / bare fwd+bwd, AMP off" 50 "$py" scripts/bench_render.py --device "$device" "${render_args[@]}"
-part "render: step / bare fwd+bwd, AMP on (bf16)" 50 "$py" scripts/bench_render.py --device "$device" --amp "${render_args[@]}"
-part "saliency: 4 photos at 224 px" 40 "$py" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}"
-part "saliency: more photos" 40 "$py" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}" "${saliency_big[@]}"
-part "dream" 50 "$py" scripts/bench_dream.py --device "$device" "${dream_args[@]}"
-part "gallery, AMP off" 35 "$py" scripts/bench_gallery.py --device "$device" "${gallery_args[@]}"
-part "gallery, AMP on (bf16)" 35 "$py" scripts/bench_gallery.py --device "$device" --amp "${gallery_args[@]}"
-part "batching: ms/row against rows per pass" 25 "$py" scripts/bench_batching.py --device "$device" "${batching_args[@]}"
-part "tests on $device" 45 "$py" -m pytest -q -p no:cacheprovider "${tests[@]}"
-part "test suite (not slow)" "$suite_limit" "$py" -m pytest -q -x -p no:cacheprovider -m "not slow"
+pin=()
+timing=()
+if [ "$device" = cuda ] && want transfer && command -v taskset >/dev/null \
+  && [ "$(nproc)" -ge $((2 * lanes + 4)) ]; then
+  pin=(taskset -c "$((2 * lanes))-$(($(nproc) - 1))")
+  # whole-process CPU times of every recipe, each lane on two cores of its own, beside the
+  # GPU parts; the lanes share the rounds, so every recipe is timed under the same conditions
+  for ((k = 0; k < lanes; k++)); do
+    taskset -c "$((2 * k)),$((2 * k + 1))" timeout 420 "$py" scripts/eval_transfer.py --time \
+      --threads 2 --lane "$k/$lanes" --out "$out/transfer_times_$k.jsonl" \
+      >"$out/transfer_times_$k.log" 2>&1 &
+    timing+=($!)
+  done
+fi
+part transfer "transfer judge table (eval_transfer.py)" 200 "${pin[@]}" "$py" scripts/eval_transfer.py \
+  --out "$out/transfer.jsonl" --thumbs "$out/transfer_thumbs" "${transfer_args[@]}"
+[ -d "$out/transfer_thumbs" ] && (cd "$out" && tar cf transfer_thumbs.tar transfer_thumbs && rm -rf transfer_thumbs)
+py=("${pin[@]}" "$py")
 
+part render "render: step / bare fwd+bwd, AMP off" 40 "${py[@]}" scripts/bench_render.py --device "$device" "${render_args[@]}"
+part render "render: step / bare fwd+bwd, AMP on (bf16)" 40 "${py[@]}" scripts/bench_render.py --device "$device" --amp "${render_args[@]}"
+part saliency "saliency: 4 photos at 224 px" 35 "${py[@]}" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}"
+part saliency "saliency: more photos" 30 "${py[@]}" scripts/bench_saliency.py --device "$device" "${saliency_args[@]}" "${saliency_big[@]}"
+part dream "dream" 40 "${py[@]}" scripts/bench_dream.py --device "$device" "${dream_args[@]}"
+part gallery "gallery, AMP off" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" "${gallery_args[@]}"
+part gallery "gallery, AMP on (bf16)" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" --amp "${gallery_args[@]}"
+part batching "batching: ms/row against rows per pass" 25 "${py[@]}" scripts/bench_batching.py --device "$device" "${batching_args[@]}"
+part tests "tests on $device" 40 "${py[@]}" -m pytest -q -p no:cacheprovider "${tests[@]}"
+part examples "dataset examples: images/s, AMP off and on" 40 "${py[@]}" scripts/bench_examples.py --device "$device" "${examples_args[@]}"
+part tests "test suite (not slow)" "$suite_limit" "${py[@]}" -m pytest -q -x -p no:cacheprovider -m "not slow"
+
+for pid in "${timing[@]}"; do wait "$pid" || failed=1; done
+if [ "${#timing[@]}" -gt 0 ]; then
+  cat "$out"/transfer_times_*.log | tee -a "$report"
+  cat "$out"/transfer_times_*.jsonl >"$out/transfer_times.jsonl" && rm -f "$out"/transfer_times_*
+fi
 echo
 echo "report: $report"
 exit "$failed"

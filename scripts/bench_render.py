@@ -106,9 +106,9 @@ def render_steps(model, objective, batch: int, n: int) -> list[float]:
 
 def objective_for(layer: str, c: int, batch: int):
     if layer == "logits":
-        terms = [class_logit(c, batch=i if batch > 1 else None) for i in range(batch)]
+        terms = [class_logit(c, image=i if batch > 1 else None) for i in range(batch)]
     else:
-        terms = [channel(layer, c, batch=i if batch > 1 else None) for i in range(batch)]
+        terms = [channel(layer, c, image=i if batch > 1 else None) for i in range(batch)]
     return sum(terms)
 
 

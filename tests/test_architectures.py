@@ -266,6 +266,20 @@ def test_family_saliency(family, photo):
     maps = dreamviz.saliency(model, photo[None], f"{FAMILIES[name][0]}:3", "gradient")
     assert maps.shape == (1, *PHOTO_SIZE) and torch.isfinite(maps).all()
     assert maps.abs().sum() > 0
+    cam = dreamviz.saliency(model, photo[None], None, "gradcam")  # its default layer
+    assert cam.shape == (1, *PHOTO_SIZE) and torch.isfinite(cam).all()
+
+
+def test_gradcam_on_a_fixed_size_model_finds_its_layer_at_any_photo_size():
+    """A fixed-size model resizes every photo to its input size, so its layers have the grid
+    of that size: a photo of another shape still has a spatial layer (maxvit_t on a 640x427
+    photo said it had none)."""
+    model = tiny_vit()
+    assert model.fixed_size
+    photo = torch.rand(1, 3, 48, 72)
+    assert dreamviz.attribution.gradcam_layer(model, (48, 72)) == "encoder"
+    cam = dreamviz.saliency(model, photo, 0, "gradcam")
+    assert cam.shape == (1, 48, 72) and torch.isfinite(cam).all()
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ from torch import nn
 import dreamviz
 from dreamviz import batching
 from dreamviz.attribution import saliency
-from dreamviz.batching import Chunker, balanced, rows_per_pass, split_on_oom
+from dreamviz.batching import Chunker, Splitter, balanced, rows_per_pass
 from dreamviz.defaults import BATCHING
+from dreamviz.errors import integer
 from dreamviz.models import VisionModel
 
 
@@ -90,11 +91,16 @@ def test_balanced_chunks(total, most):
 
 
 def test_batch_size_arguments():
-    assert batching.resolve("auto", "batch", lambda: 7) == 7
-    assert batching.resolve(3, "batch", lambda: 7) == 3
-    for bad in (0, -1, 2.5, "16", True):
-        with pytest.raises(dreamviz.UsageError, match="batch"):
-            batching.resolve(bad, "batch", lambda: 7)
+    assert integer("batch", "auto", 1, auto=True) == "auto"
+    assert integer("batch", 3, 1, auto=True) == 3
+    assert integer("batch", np.int64(3), 1) == 3 and type(integer("batch", np.int64(3), 1)) is int
+    for bad in (0, -1, 2.5, "16", True, None, "AUTO"):
+        with pytest.raises(dreamviz.UsageError, match="batch must be an integer >= 1 or 'auto'"):
+            integer("batch", bad, 1, auto=True)
+    with pytest.raises(dreamviz.UsageError, match=r"k must be an integer in 1\.\.4, got 5"):
+        integer("k", 5, 1, 4)
+    with pytest.raises(dreamviz.UsageError, match="must be an integer >= 0, got 'auto'"):
+        integer("k", "auto", 0)  # "auto" only where it is allowed
 
 
 # --------------------------------------------------------------------------- out of memory
@@ -120,7 +126,7 @@ def test_chunker_halves_on_out_of_memory_and_keeps_every_row():
         list(Chunker(4).run(8, lambda a, b: (_ for _ in ()).throw(oom(b - a))))
 
 
-def test_split_on_oom():
+def test_splitter_halves_a_group_on_out_of_memory():
     calls = []
 
     def work(items):
@@ -129,7 +135,7 @@ def test_split_on_oom():
             raise oom(len(items))
         return [i * 10 for i in items]
 
-    assert split_on_oom(work, range(7)) == [i * 10 for i in range(7)]
+    assert Splitter()(work, range(7)) == [i * 10 for i in range(7)]
     assert calls[0] == 7 and max(calls[1:]) <= 4 and sorted(calls)[:4] == [1, 2, 2, 2]
     assert batching.is_oom(RuntimeError("MPS backend out of memory (MPS allocated ...)"))
     assert not batching.is_oom(RuntimeError("shape mismatch"))

@@ -128,7 +128,7 @@ def test_models_lists_bundled_and_availability(capsys, offline):
 @pytest.mark.parametrize(
     "argv, pattern",
     [
-        (["layers", "nosuchmodel"], r"unknown model 'nosuchmodel'.*dreamviz models"),
+        (["layers", "nosuchmodel"], r"unknown model 'nosuchmodel'.*dreamviz\.list_models\(\)"),
         (["layers", "resnet5"], r"did you mean: .*resnet50"),
         (["layers", "--bogus"], r"unrecognized arguments: --bogus"),
         (["nosuchcommand"], r"invalid choice"),
@@ -160,3 +160,12 @@ def test_help(capsys, argv):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage: dreamviz" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys):
+    from dreamviz.cli import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS) and "explain" in COMMANDS

@@ -17,7 +17,7 @@ from PIL import Image
 
 import dreamviz
 from dreamviz import display
-from dreamviz.engine import image_labels
+from dreamviz.objectives import channel, class_logit, diversity
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -68,7 +68,7 @@ def check_html(text: str) -> Page:
 
 @pytest.fixture(scope="module")
 def rendered(lite0):
-    obj = dreamviz.channel("blocks.3", 1, batch=0) + dreamviz.class_logit("tabby", batch=1)
+    obj = dreamviz.channel("blocks.3", 1, image=0) + dreamviz.class_logit("tabby", image=1)
     return dreamviz.render(lite0, obj, batch=2, size=48, steps=3, progress=False)
 
 
@@ -80,7 +80,7 @@ def test_a_render_shows_a_grid_with_the_unit_its_value_and_the_class_seen(render
     text = " ".join(page.text)
     assert "channel(blocks.3:1)" in text and "class_logit(tabby)" in text
     assert f"objective {rendered.final[0].item():.4g}" in text
-    top = rendered.predictions()
+    top = rendered.predictions
     assert len(top) == 2 and all(0 < p <= 1 for _, p in top)
     assert f"seen as {top[1][0]} ({top[1][1]:.0%})" in text
     assert "RenderResult(2 x 3 x 48 x 48 images" in repr(rendered)
@@ -112,28 +112,35 @@ def test_large_results_are_shown_small(lite0):
 
 
 @pytest.mark.parametrize(
-    "name, n, labels",
+    "objective, n, labels",
     [
-        ("channel(blocks.3:1)", 2, ["channel(blocks.3:1)"] * 2),
+        (lambda: channel("blocks.3", 1), 2, ["channel(blocks.3:1)"] * 2),
         (
-            "channel(b:1, batch=0) + class_logit(tabby, batch=1) - 0.5*diversity(b)",
+            lambda: channel("b", 1, image=0) + class_logit("tabby", image=1) - 0.5 * diversity("b"),
             2,
             ["channel(b:1)", "class_logit(tabby)"],
         ),
         (
-            "2*(channel(b:1, batch=0) + channel(b:2))",
+            lambda: 2 * (channel("b", 1, image=0) + channel("b", 2)),
             1,
             ["2*(channel(b:1) + channel(b:2))"],
         ),
         (
-            "channel(b:1, batch=1)",
+            lambda: channel("b", 1, image=1),
             3,
-            ["channel(b:1, batch=1)", "channel(b:1)", "channel(b:1, batch=1)"],
+            ["channel(b:1, image=1)", "channel(b:1)", "channel(b:1, image=1)"],
+        ),
+        (
+            lambda: channel("b", 1, image=0) - (channel("b", 2, image=1) + channel("b", 3)),
+            2,
+            ["channel(b:1)", "- (channel(b:2) + channel(b:3))"],
         ),
     ],
 )
-def test_each_image_is_captioned_with_its_own_terms(name, n, labels):
-    assert image_labels(name, n) == labels
+def test_each_image_is_captioned_with_its_own_terms(objective, n, labels):
+    """The objective says each image's label (Objective.labels), read from its terms, not
+    from its printed name."""
+    assert objective().labels(n) == labels
 
 
 def test_a_dream_shows_itself(lite0, assets_dir):
@@ -334,3 +341,18 @@ def test_a_gallery_shows_its_first_units_and_links_its_page(lite0, tmp_path, mon
     assert "GalleryResult(out=" in repr(result)
     (out / "blocks.3" / "0000.png").unlink()  # a deleted PNG is left out, not an error
     assert len(check_html(result._repr_html_()).images) == 2
+
+
+def test_predictions_is_one_attribute_and_the_old_calls_still_work(rendered, lite0, assets_dir):
+    """predictions: an attribute on every result; RenderResult.predictions() and
+    DreamResult.prediction(), the spellings before, warn for one release."""
+    top = rendered.predictions
+    with pytest.warns(DeprecationWarning, match="attribute"):
+        assert rendered.predictions() == top
+    photo = dreamviz.io.resize(dreamviz.io.as_image(assets_dir / "chelsea.jpg"), (48, 64))
+    dreamed = dreamviz.dream(lite0, photo, octaves=1, steps=1, tile=None, progress=False)
+    assert len(dreamed.predictions) == 1 and 0 < dreamed.predictions[0][1] <= 1
+    with pytest.warns(DeprecationWarning, match=r"predictions\[0\]"):
+        assert dreamed.prediction() == dreamed.predictions[0]
+    maps = dreamviz.saliency(lite0, photo[None], method="gradient", result=True, progress=False)
+    assert isinstance(maps.predictions, list) and 0 < maps.predictions[0][1] <= 1

@@ -144,6 +144,10 @@ def test_small_images_reduce_octaves_or_error(lite0):
     assert min(res.sizes[0]) >= 32
     with pytest.raises(UsageError, match="too small"):
         dream(lite0, torch.rand(3, 20, 200), octaves=1, steps=1)
+    # the message quotes the image's own size, not that of a tile (416x10) of it
+    with pytest.raises(UsageError, match=r"the 4000x10 image .*: its shorter side") as e:
+        dream(lite0, torch.rand(3, 10, 4000), octaves=1, steps=1)
+    assert "416" not in str(e.value)
     with pytest.raises(UsageError, match="tile"):
         dream(lite0, img, tile=16, steps=1)
 
@@ -191,10 +195,15 @@ def test_lap_normalizer():
     assert fine_share(lap_normalizer(4)(noisy)) > 3 * fine_share(GRAD_NORMS["mean_abs"](noisy))
 
 
-def test_lap_levels_dream_runs_and_differs(lite0, photo):
-    a = dream(lite0, photo, octaves=1, steps=2, tile=None).image
-    b = dream(lite0, photo, octaves=1, steps=2, tile=None, lap_levels=4).image
-    assert a.shape == b.shape and not torch.equal(a, b)
+def test_lap_levels_reach_the_dream_and_one_level_is_the_plain_norm(lite0, photo):
+    """lap_levels picks the gradient normalization of every step: one level is the plain
+    mean-|g| normalization (the same dream, up to rounding), four levels another dream."""
+    kw = dict(octaves=1, steps=2, tile=None)
+    plain = dream(lite0, photo, **kw).image
+    one = dream(lite0, photo, lap_levels=1, **kw).image
+    four = dream(lite0, photo, lap_levels=4, **kw).image
+    torch.testing.assert_close(one, plain, rtol=0, atol=1e-4)
+    assert (four - plain).abs().max() > 100 * (one - plain).abs().max() + 1e-3
 
 
 def test_octave_sizes():
@@ -224,7 +233,8 @@ def test_image_inputs(lite0):
 
 
 def test_ctrl_c_keeps_the_work_done(lite0, photo):
-    def stop(step, total, value):
+    def stop(step, steps, values):
+        assert values.shape == (1,) and steps == 8  # render's signature: values per image
         if step == 3:  # first octave of two, mid-way
             raise KeyboardInterrupt
 
@@ -232,3 +242,13 @@ def test_ctrl_c_keeps_the_work_done(lite0, photo):
     assert res.interrupted and res.octaves == 1
     assert res.image.shape == photo.shape  # the small octave's detail over the full photo
     assert 0 < (res.image - photo).abs().mean() < 0.05
+
+
+def test_a_callback_that_formats_the_old_float_still_works(lite0, photo):
+    """dream's callback got a float before; formatting values like one still works for one
+    release, with a DeprecationWarning."""
+    seen = []
+    with pytest.warns(DeprecationWarning, match=r"float\(values\[0\]\)"):
+        dream(lite0, photo, octaves=1, steps=1, tile=None,
+              callback=lambda step, steps, value: seen.append(f"{value:.3g}"))  # fmt: skip
+    assert len(seen) == 1 and float(seen[0]) != 0

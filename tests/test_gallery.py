@@ -259,6 +259,8 @@ def test_unit_selection(lite0):
     [
         (["--layer", "blocks.3", "--channels", "0-99"], "out of range for blocks.3"),
         (["--layer", "blocks.nope"], "unknown layer"),
+        (["--layer", "blocks.3", "--channels", "1,,2"], "--channels '1,,2' has an empty entry"),
+        (["--classes", "1,"], "--classes '1,' has an empty entry"),
         (["--layer", "blocks.3", "--natural", "/no/photos"], "'/no/photos' does not exist"),
         ([], "nothing to render; give --layer LAYER and/or --classes 0-15"),
     ],

@@ -187,7 +187,9 @@ def test_module_called_several_times_is_refused_with_neighbours():
 
 
 def test_unknown_layer_suggests_close_names(lite0):
-    with pytest.raises(UsageError, match=r"did you mean: .*blocks\.10.*dreamviz layers"):
+    with pytest.raises(
+        UsageError, match=r"did you mean: .*blocks\.10.*dreamviz\.layers\('efficientnet_lite0'\)"
+    ):
         Capture(lite0, ["block.10"])
     with pytest.raises(UsageError, match="unknown layer 'nothing'"):
         Capture(lite0, ["blocks.3", "nothing"])
@@ -390,3 +392,11 @@ def test_logits_of_a_model_without_tensor_output_is_a_usage_error():
     assert check_layer(model, "conv").shape == (4, 14, 14)
     with pytest.raises(UsageError, match="does not return a tensor of logits"):
         check_layer(model, "logits")
+
+
+def test_layers_lists_a_model_or_an_architecture_by_name(lite0):
+    """dreamviz.layers(): the API that messages name (never the `dreamviz layers` command)."""
+    table = dreamviz.layers(lite0)
+    assert table["blocks.10"].shape == (112, 14, 14) and list(table)[-1] == "logits"
+    by_name = dreamviz.layers("resnet18")  # no weights: probed on meta tensors
+    assert by_name["layer3"].shape == (256, 14, 14) and by_name["layer3"].calls == 1

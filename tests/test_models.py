@@ -171,7 +171,7 @@ def test_named_torchvision_weights_bring_their_own_size(monkeypatch):
 
 
 def test_unknown_model_suggests_names():
-    with pytest.raises(UsageError, match=r"resnet50.*dreamviz models"):
+    with pytest.raises(UsageError, match=r"resnet50.*dreamviz\.list_models\(\)"):
         dreamviz.load_model("resnet5O", device="cpu")
 
 

@@ -1,10 +1,11 @@
-"""Objectives: algebra and names, batch=, reported layers, values on known activations, binding."""
+"""Objectives: algebra and names, image=, reported layers, values on known activations, binding."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import dreamviz
 from dreamviz.errors import UsageError
 from dreamviz.hooks import Capture
 from dreamviz.models import VisionModel
@@ -36,7 +37,7 @@ def test_names_of_the_algebra():
         "channel(a:1) - (channel(a:2) + channel(b:0))"
     )
     assert str(2 * (channel("a", 1) + 1)) == "2*(channel(a:1) + 1)"
-    assert str(channel("a", 3, batch=1)) == "channel(a:3, batch=1)"
+    assert str(channel("a", 3, image=1)) == "channel(a:3, image=1)"
     assert str(class_logit("tabby")) == "class_logit(tabby)"
 
 
@@ -56,13 +57,13 @@ def test_algebra_values():
 
 def test_batch_aims_a_term_at_one_image():
     acts = _acts()
-    obj = channel("a", 0, batch=0) + channel("a", 3, batch=2)
+    obj = channel("a", 0, image=0) + channel("a", 3, image=2)
     v = obj(acts)
     assert v[1] == 0
     torch.testing.assert_close(v[0], acts["a"][0, 0].mean())
     torch.testing.assert_close(v[2], acts["a"][2, 3].mean())
-    with pytest.raises(UsageError, match="batch=5 but the batch has 3 images"):
-        channel("a", 0, batch=5)(acts)
+    with pytest.raises(UsageError, match="image=5 but the batch has 3 images"):
+        channel("a", 0, image=5)(acts)
 
 
 def test_neuron_centre_of_a_non_square_map_and_layer():
@@ -88,7 +89,7 @@ def test_diversity_prefers_different_images():
 
 
 def test_bind_keeps_every_term_of_a_valid_objective(lite0):
-    obj = channel("blocks.3", 5) - 0.5 * neuron("blocks.5", 7, batch=1) + class_logit("tabby")
+    obj = channel("blocks.3", 5) - 0.5 * neuron("blocks.5", 7, image=1) + class_logit("tabby")
     bound = obj.bind(lite0)
     assert isinstance(bound, Objective)
     assert str(bound) == str(obj) and bound.layers == ("blocks.3", "blocks.5", "logits")
@@ -140,7 +141,7 @@ def test_class_by_name_and_parse(lite0):
 
 def test_objective_on_a_real_capture(lite0):
     x = torch.rand(2, 3, 64, 64)
-    obj = channel("blocks.3", 4) + neuron("blocks.5", 7, batch=1)
+    obj = channel("blocks.3", 4) + neuron("blocks.5", 7, image=1)
     with Capture(lite0, obj.layers) as cap:
         acts = cap(x)
     assert set(acts) == {"blocks.3", "blocks.5"}
@@ -148,3 +149,26 @@ def test_objective_on_a_real_capture(lite0):
     expected = acts["blocks.3"][:, 4].mean((1, 2))
     expected[1] += acts["blocks.5"][1, 7, 2, 2]
     torch.testing.assert_close(v, expected)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **k: channel("a", 1, **k),
+        lambda **k: neuron("a", 1, **k),
+        lambda **k: class_logit(7, **k),
+        lambda **k: dreamviz.objectives.layer("a", **k),
+        lambda **k: dreamviz.objectives.direction("a", [1.0, 0.0], **k),
+    ],
+)
+def test_batch_is_the_deprecated_name_of_image(make):
+    """``image=i`` aims a term at image i; ``batch=i``, its name before, still works for one
+    release, with a DeprecationWarning."""
+    with pytest.warns(DeprecationWarning, match="write image=i"):
+        old = make(batch=1)
+    new = make(image=1)
+    assert str(old) == str(new) and old.terms == new.terms
+    acts = {"a": torch.arange(24.0).reshape(3, 2, 2, 2), "logits": torch.rand(3, 10)}
+    assert torch.equal(old(acts), new(acts)) and new(acts)[0] == 0 and new(acts)[2] == 0
+    with pytest.raises(UsageError, match="give image only"):
+        make(image=1, batch=1)

@@ -101,7 +101,9 @@ def test_seeds_that_do_not_fit_the_batch_are_usage_errors(kind):
     _usage_error(lambda: image_param(kind, 8, batch=3, seed=[1, 2]), r"2 seeds .* batch of 3")
     _usage_error(lambda: image_param(kind, 8, batch=1, seed="7"), "an int or a list of ints")
     _usage_error(lambda: image_param(kind, 8, batch=2, seed=[1, 2.5]), "an int or a list")
-    _usage_error(lambda: image_param(kind, 8, batch=0), "batch must be a positive int")
+    _usage_error(
+        lambda: image_param(kind, 8, batch=0), r"batch must be an integer >= 1 \(images to make\)"
+    )
     assert image_seeds(4, 3) == [4, 5, 6] and image_seeds([9, 2], 2) == [9, 2]
 
 

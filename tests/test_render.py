@@ -8,6 +8,7 @@ import torch
 from dreamviz.engine import render, tile_boxes
 from dreamviz.errors import NonFiniteError, UsageError
 from dreamviz.hooks import Capture
+from dreamviz.models import VisionModel
 from dreamviz.objectives import Objective, channel, class_logit
 from dreamviz.regularizers import L2, Blur
 
@@ -39,7 +40,7 @@ def test_render_raises_a_channel(lite0):
 
 def test_same_seed_same_image_bit_for_bit(lite0):
     kw = dict(size=(40, 56), steps=6, batch=2, thresholds=[3])
-    obj = channel("blocks.3", 1, batch=0) + channel("blocks.3", 2, batch=1)
+    obj = channel("blocks.3", 1, image=0) + channel("blocks.3", 2, image=1)
     a = render(lite0, obj, seed=3, **kw)
     b = render(lite0, obj, seed=3, **kw)
     c = render(lite0, obj, seed=4, **kw)
@@ -51,7 +52,7 @@ def test_same_seed_same_image_bit_for_bit(lite0):
 
 def test_class_render_reaches_top1(lite0):
     classes = ["goldfish", "tabby"]
-    obj = sum(class_logit(name, batch=i) for i, name in enumerate(classes))
+    obj = sum(class_logit(name, image=i) for i, name in enumerate(classes))
     r = render(lite0, obj, size=96, steps=64, batch=len(classes), seed=0)
     with torch.no_grad():
         top1 = lite0(r.images).argmax(1).tolist()
@@ -93,8 +94,17 @@ def test_tiles_cover_the_image_and_tiled_render_runs(lite0):
     for y0, y1, x0, x1 in boxes:
         covered[y0:y1, x0:x1] += 1
     assert (covered == 1).all() and len(boxes) == 6
-    r = render(lite0, channel("blocks.3", 1), size=64, steps=6, tile=32, transforms="none")
-    assert r.history[-1].item() > r.history[0].item()
+    # on a pointwise network with no overlap, each tile's value and gradient are its share
+    # of the whole image's: the tiled render is the untiled one, up to rounding
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Tanh(), torch.nn.Conv2d(4, 4, 1))
+    model = VisionModel(net, input_size=64, name="pointwise")
+    kw = dict(size=(64, 48), steps=6, transforms="none", progress=False)
+    whole = render(model, channel("2", 1), **kw)
+    tiled = render(model, channel("2", 1), tile=32, tile_overlap=0, **kw)
+    torch.testing.assert_close(tiled.history, whole.history, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tiled.images, whole.images, rtol=0, atol=1e-4)
+    assert whole.history[-1].item() > whole.history[0].item()  # it did optimize
 
 
 def test_model_untouched_even_when_the_objective_raises(tiny_net):

@@ -76,7 +76,7 @@ def test_batch_of_units_and_classes_with_frames(tmp_path, capsys):
     for path in out:
         assert _pixels(path).shape == (40, 40, 3)
     recipe = read_recipe(out_dir / "1_tabby.png")
-    assert recipe["objective"] == "channel(blocks.3:1, batch=0) + class_logit(tabby, batch=1)"
+    assert recipe["objective"] == "channel(blocks.3:1, image=0) + class_logit(tabby, image=1)"
     assert recipe["index"] == 1 and read_recipe(out[0])["frame"] == 2
 
     # --from one image of a batch re-renders the batch and writes that image

@@ -562,11 +562,17 @@ def test_overlay_tensor_inputs_and_bad_maps():
     m = torch.rand(6, 6)
     for image in (torch.rand(3, 6, 6), torch.rand(1, 6, 6), torch.rand(4, 6, 6), torch.rand(6, 6)):
         assert overlay(image, m).size == (6, 6)
-    zero = np.asarray(overlay(torch.rand(3, 6, 6), m, alpha=0.0))
-    full = np.asarray(overlay(torch.rand(3, 6, 6), m, alpha=1.0))
+    image = torch.rand(3, 6, 6)
+    zero = np.asarray(overlay(image, m, alpha=0.0)).astype(int)
+    full = np.asarray(overlay(image, m, alpha=1.0))
     hot = m >= m.flatten().quantile(0.99) / 2  # alpha is reached from half the clipped top
     np.testing.assert_array_equal(full[hot], colorize(m)[hot])
+    # alpha=0: no heat colour at all (any colour map gives the same picture), and the
+    # hottest pixel (weight 1) is the photo's own colour
     assert zero.shape == (6, 6, 3)
+    np.testing.assert_array_equal(zero, np.asarray(overlay(image, m, alpha=0.0, cmap="gray")))
+    y, x = divmod(int(m.argmax()), 6)
+    assert np.abs(zero[y, x] - image[:, y, x].numpy() * 255).max() <= 1
     with pytest.raises(UsageError, match="reduce it over channels"):
         overlay(torch.rand(3, 6, 6), torch.rand(3, 6, 6))
 

@@ -67,9 +67,12 @@ def test_one_file_with_panel_ig_and_a_unit_target(capsys, assets_dir, tmp_path):
     ("args", "message"),
     [
         (["--target", "tabbby"], "unknown class 'tabbby' (did you mean: tabby"),
+        (["--target", "-1"], "class index -1 is out of range"),  # not "unknown layer '-1'"
+        (["--target", "1000"], "class index 1000 is out of range; use 0..999"),
         (["--method", "gradcam", "--layer", "blocks.99"], "unknown layer 'blocks.99'"),
         (["--method", "smoothgrad", "--layer", "head"], "--layer is for gradcam"),
         (["--method", "gradcm"], "unknown method 'gradcm'"),
+        (["--method", "gradient,,"], "--method 'gradient,,' has an empty entry"),
         (["--method", "ig", "--baseline", "grey"], "unknown baseline 'grey'; give --baseline"),
         (
             ["--method", "gradcam", "--layer", "blocks.10", "--target", "blocks.3:1"],

@@ -81,9 +81,19 @@ def test_affine_geometry():
 def test_roll_and_jitter_move_pixels_not_values():
     x = _images(2, 10, 12)
     rolled = T.Roll(4)(x, _gens(0, 1))
-    assert torch.equal(rolled.sum((2, 3)), x.sum((2, 3))) or torch.allclose(
-        rolled.sum((2, 3)), x.sum((2, 3))
-    )
+    shifts = []
+    for i in range(2):  # each image is its own image circularly shifted by at most 4 px
+        found = [
+            (dy, dx)
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+            if torch.equal(rolled[i], torch.roll(x[i], (dy, dx), (-2, -1)))
+        ]
+        assert found, f"image {i} is not a circular shift of itself by up to 4 px"
+        shifts.append(found[0])
+    assert shifts != [(0, 0), (0, 0)]  # something moved
+    again = T.Roll(4)(x, _gens(0, 7))  # each image's shift comes from its own generator
+    assert torch.equal(again[0], rolled[0])
     crop = T.Jitter(2)(x, _gens(3, 4))
     for i in range(2):  # each crop is a window of its own image
         hits = [

@@ -222,10 +222,9 @@ def _outputs(args) -> tuple[Path, Path | None]:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from .. import io
     from ..deepdream import dream, dream_frames
+    from ..display import Bar
     from ..errors import UsageError
     from ..io import as_image
 
@@ -264,12 +263,10 @@ def run(args) -> int:
         if not args.frames:
             bars: list = []
 
-            def progress(step, total, value):
+            def progress(step, total, values):
                 if not bars:  # opened on the first step, after every check has passed
-                    bars.append(tqdm(total=total, desc="dream", unit="step", leave=False))
-                bars[0].n = step
-                bars[0].set_postfix(objective=f"{value:.3g}", refresh=False)
-                bars[0].refresh()
+                    bars.append(Bar(total, "dream", delay=0, leave=False))
+                bars[0].move_to(step, float(values[0]))
 
             try:
                 res = dream(
@@ -286,7 +283,7 @@ def run(args) -> int:
             finally:
                 for bar in bars:
                     bar.close()
-            _report(caught)
+            warn(caught)
             recipe.update(objective=res.objective, octaves_used=res.octaves)
             if res.interrupted:
                 recipe["interrupted"] = True
@@ -310,21 +307,21 @@ def run(args) -> int:
         )
         recipe.update(frames=args.frames, zoom=zoom, rotate=rotate)
         interrupted = False
-        for i, res in enumerate(tqdm(gen, total=args.frames, desc="frames", unit="frame")):
-            _report(caught)
-            recipe.update(objective=res.objective, octaves_used=res.octaves, frame=i)
-            path = Path(f"{frame_stem}_{i:04d}.png")
-            emit(io.save_png(path, res.image, recipe))
-            frames.append(res.image)
-            interrupted = res.interrupted
+        bar = Bar(args.frames, "frames", "frame", delay=0)
+        try:
+            for i, res in enumerate(gen):
+                warn(caught)
+                recipe.update(objective=res.objective, octaves_used=res.octaves, frame=i)
+                path = Path(f"{frame_stem}_{i:04d}.png")
+                emit(io.save_png(path, res.image, recipe))
+                frames.append(res.image)
+                interrupted = res.interrupted
+                bar.update(1)
+        finally:
+            bar.close()
         recipe.pop("frame", None)
         emit(io.save_animation(out, frames, fps=args.fps))
         return 130 if interrupted else 0
-
-
-def _report(caught: list) -> None:
-    """Print collected warnings as one line each."""
-    warn(caught)
 
 
 __all__ = ["add_parser", "build_objective", "parse_layer_weights", "run"]

@@ -21,17 +21,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..hooks import probe
-    from ..models import architecture
+    from ..hooks import layers
 
-    try:
-        model = architecture(args.model, device="meta")
-    except NotImplementedError:  # a builder that computes with tensors (regnet): build on the
-        model = architecture(args.model, device="cpu").to("meta")  # CPU, probe on meta
-    try:
-        table = probe(model)
-    except NotImplementedError:  # an op with no meta kernel: compute on the CPU instead
-        table = probe(architecture(args.model, device="cpu"))
+    table = layers(args.model)
     rows = []
     for info in table.values():
         shape = "x".join(str(s) for s in info.shape) if info.shape else "-"

@@ -30,8 +30,8 @@ def command_line(recipe: dict, output: str | None = None) -> str:
     if int(s["batch"]) != 1:
         args += ["--batch", str(s["batch"])]
     args += _size(s.get("size"))
-    for key in ("steps", "lr", "optimizer", "param", "transforms", "settle"):
-        args += [f"--{key}", number_text(s[key])]
+    for key in ("steps", "lr", "lr_schedule", "optimizer", "param", "transforms", "settle"):
+        args += ["--" + key.replace("_", "-"), number_text(s[key])]
     if s["transforms"] == "crops":
         args += [
             "--crops",
@@ -39,6 +39,8 @@ def command_line(recipe: dict, output: str | None = None) -> str:
             "--crop-scale",
             ",".join(map(number_text, s["crop_scale"])),
         ]
+        if s.get("crop_scale_end") is not None:
+            args += ["--crop-scale-end", ",".join(map(number_text, s["crop_scale_end"]))]
     for key in ("init", "accentuate", "accentuate_layer", "spectrum"):
         if s.get(key):
             args += ["--" + key.replace("_", "-"), number_text(s[key])]

@@ -77,7 +77,7 @@ def _target(kind: str):
 
 
 def add_parser(sub) -> None:
-    from ..optim import OPTIMIZERS
+    from ..optim import OPTIMIZERS, SCHEDULES
     from ..param import PARAMS
     from ..transforms import PRESETS
 
@@ -123,6 +123,12 @@ def add_parser(sub) -> None:
     o.add_argument("--steps", type=TYPES["steps"], help=f"default {defaults.RENDER['steps']}")
     o.add_argument("--lr", type=TYPES["lr"], help=f"default {defaults.RENDER['lr']}")
     o.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        help="constant, or cosine: a warm-up then a cosine decay "
+        f"(default {defaults.RENDER['lr_schedule']})",
+    )
+    o.add_argument(
         "--optimizer", choices=sorted(OPTIMIZERS), help=f"default {defaults.RENDER['optimizer']}"
     )
     o.add_argument(
@@ -163,6 +169,13 @@ def add_parser(sub) -> None:
         metavar="LO,HI",
         help="--transforms crops: crop side as a fraction of the image's shorter side "
         f"(default {','.join(str(x) for x in defaults.RENDER['crop_scale'])})",
+    )
+    o.add_argument(
+        "--crop-scale-end",
+        type=_scale_range,
+        metavar="LO,HI",
+        help="--transforms crops: the crop scale at the last step, reached linearly from "
+        "--crop-scale (default: --crop-scale throughout)",
     )
     o.add_argument(
         "--spectrum",
@@ -234,7 +247,7 @@ def memory_hint(args) -> str:
 
 def _from_recipe(path: str, key: str, value):
     """A setting read from a --from PNG, checked as its flag would be."""
-    from ..optim import OPTIMIZERS
+    from ..optim import OPTIMIZERS, SCHEDULES
     from ..param import PARAMS
     from ..transforms import PRESETS
 
@@ -251,7 +264,12 @@ def _from_recipe(path: str, key: str, value):
             return TYPES[key](repr(value) if isinstance(value, float) else str(value))
         except argparse.ArgumentTypeError as e:
             raise bad(str(e)) from None
-    choices = {"optimizer": OPTIMIZERS, "param": PARAMS, "transforms": PRESETS}.get(key)
+    choices = {
+        "optimizer": OPTIMIZERS,
+        "param": PARAMS,
+        "transforms": PRESETS,
+        "lr_schedule": SCHEDULES,
+    }.get(key)
     if choices is not None and value not in choices:
         raise bad(f"not one of {', '.join(sorted(choices))}")
     if key in ("decorrelate", "amp") and not isinstance(value, bool):
@@ -265,6 +283,13 @@ def _from_recipe(path: str, key: str, value):
             raise bad("not [height, width]")
         try:
             image_size(f"{value[1]}x{value[0]}")
+        except argparse.ArgumentTypeError as e:
+            raise bad(str(e)) from None
+    if key in ("crop_scale", "crop_scale_end") and value is not None:
+        if not (isinstance(value, list) and len(value) == 2):
+            raise bad("not [low, high]")
+        try:
+            _scale_range(",".join(map(str, value)))
         except argparse.ArgumentTypeError as e:
             raise bad(str(e)) from None
     if key in ("init", "spectrum", "accentuate_layer", "device") and not (
@@ -382,14 +407,12 @@ def _settings(args, model) -> dict:
 
 
 def _progress(steps: int):
-    from tqdm import tqdm
+    from ..display import Bar
 
-    bar = tqdm(total=steps, desc="render", unit="step", file=sys.stderr, disable=None)
+    bar = Bar(steps, "render", delay=0, terminal_only=True)
 
     def callback(step, total, values):
-        bar.update(1)
-        if step == total or step % 8 == 0:
-            bar.set_postfix(objective=f"{float(values.mean()):.3g}", refresh=False)
+        bar.update(1, float(values.mean()) if step == total or step % 8 == 0 else None)
 
     return bar, callback
 

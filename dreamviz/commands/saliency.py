@@ -183,14 +183,15 @@ def _per_method(key: str) -> str:
 
 def _methods(text: str) -> list[str]:
     from ..attribution import METHODS, get_method
+    from ..errors import UsageError, arg, split_list
 
     if text.strip() == "all":
         return list(METHODS)
-    names = [get_method(t.strip())[0] for t in text.split(",") if t.strip()]
-    if not names:
-        from ..errors import UsageError
-
-        raise UsageError(f"--method {text!r} names no method; give one of {', '.join(METHODS)}")
+    if not text.replace(",", "").strip():
+        raise UsageError(
+            f"{arg('method')} {text!r} names no method; give one of {', '.join(METHODS)}"
+        )
+    names = [get_method(t)[0] for t in split_list(text, "method", "gradcam,smoothgrad")]
     return list(dict.fromkeys(names))
 
 

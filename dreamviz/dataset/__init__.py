@@ -36,7 +36,7 @@ import torch
 
 from .. import defaults
 from ..display import progress_bar
-from ..errors import DreamvizError, UsageError, arg
+from ..errors import DreamvizError, UsageError, arg, integer
 from ..gallery.parallel import barrier, distributed, rank_and_world
 from ..gallery.store import weights_fingerprint
 from ..gallery.units import parse_indices
@@ -81,12 +81,6 @@ class ExamplesResult:
         return f"ExamplesResult(out={str(self.out)!r}, {self.summary()})"
 
 
-def _integer(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{arg(name)} must be an integer >= {low}, got {value!r}")
-    return value
-
-
 def _levels(quantiles) -> list[float]:
     levels = [quantiles] if isinstance(quantiles, (int, float)) else list(quantiles or [])
     for q in levels:
@@ -96,9 +90,9 @@ def _levels(quantiles) -> list[float]:
 
 
 def _workers(workers) -> int:
-    if workers == "auto":
+    if integer("workers", workers, 0, auto=True) == "auto":
         return max(0, min(8, (os.cpu_count() or 1) - 1))
-    return _integer("workers", workers, 0)
+    return int(workers)
 
 
 def _grid(info) -> tuple[int, int]:
@@ -390,11 +384,11 @@ def examples(
     read it is an error. A rerun with the same images and settings computes nothing.
     """
     rank, world = rank_and_world()
-    top = _integer("top", top, 1)
-    per_quantile = _integer("per_quantile", per_quantile, 0)
-    sample = _integer("sample", sample, 1)
-    batch_size = _integer("batch_size", batch_size, 1)
-    checkpoint_every = _integer("checkpoint_every", checkpoint_every, 1)
+    top = integer("top", top, 1)
+    per_quantile = integer("per_quantile", per_quantile, 0)
+    sample = integer("sample", sample, 1)
+    batch_size = integer("batch_size", batch_size, 1)
+    checkpoint_every = integer("checkpoint_every", checkpoint_every, 1)
     levels = _levels(quantiles)
     workers = _workers(workers)
     folder = Path(images)

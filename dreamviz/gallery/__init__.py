@@ -41,7 +41,7 @@ from PIL import Image
 from .. import defaults
 from ..batching import AUTO, Splitter, rows_per_pass
 from ..display import Displayable, wants_progress
-from ..errors import UsageError, arg
+from ..errors import UsageError, arg, integer, split_list
 from ..hooks import LOGITS, check_unit
 from ..io import write_json, write_text
 from ..models import as_vision_model, load_model
@@ -193,14 +193,15 @@ def build(
     else:
         model = as_vision_model(model)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    if batch != AUTO and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise UsageError(f"{arg('batch')} must be an integer >= 1 or 'auto', got {batch!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise UsageError(f"steps must be an integer >= 1, got {steps!r}")
+    batch = integer("batch", batch, 1, auto=True)
+    integer("steps", steps, 1)
     if not layers and classes is None:
         raise UsageError(
             f"nothing to render; give {arg('layers', 'LAYER')} and/or {arg('classes', '0-15')}"
         )
+    for name, spec in (("channels", channels), ("classes", classes)):
+        if isinstance(spec, str):
+            split_list(spec, name, "0,5,9-12")  # "1,,2" is a typo, not "1,2"
     units = select_units(model, layers, channels, classes, seed)
     for layer in {u.layer for u in units} - {LOGITS}:
         check_unit(model, layer, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import engine, recipes
-from ..display import notebook_tqdm
+from ..display import Bar
 from ..errors import NonFiniteError
 from ..io import save_png, write_json
 from ..models import VisionModel
@@ -22,30 +22,21 @@ from .units import Unit, recipe, render_settings
 
 
 class Progress:
-    """A tqdm bar counting units (moved per optimization step, so the ETA is smooth)."""
+    """The progress bar (:class:`dreamviz.display.Bar`) counting units, moved per optimization
+    step so the ETA is smooth."""
 
     def __init__(self, total: int, enabled: bool, desc: str = "gallery"):
-        self.bar = None
+        self.bar = Bar(total, desc, "unit", delay=0, counts=True) if enabled and total else None
         self.done = 0
-        if enabled and total:
-            tqdm = notebook_tqdm()  # tqdm.auto, without its warning where ipywidgets is missing
-            self.bar = tqdm(
-                total=total,
-                desc=desc,
-                unit="unit",
-                bar_format="{l_bar}{bar}| {n:.0f}/{total} units "
-                "[{elapsed}<{remaining}, {rate_fmt}]",
-                dynamic_ncols=True,
-            )
 
     def step(self, n_units: int, step: int, steps: int) -> None:
         if self.bar is not None:
-            self.bar.update(self.done + n_units * step / max(steps, 1) - self.bar.n)
+            self.bar.move_to(self.done + n_units * step / max(steps, 1))
 
     def finish_batch(self, n_units: int) -> None:
         self.done += n_units
         if self.bar is not None:
-            self.bar.update(self.done - self.bar.n)
+            self.bar.move_to(self.done)
 
     def close(self) -> None:
         if self.bar is not None:

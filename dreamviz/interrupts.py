@@ -1,10 +1,12 @@
 """Ctrl-C for the command line (see :mod:`dreamviz.cli`): exit at once while dreamviz starts
 up, then KeyboardInterrupt as usual while a command runs.
 
-This module imports nothing heavy: ``dreamviz/__init__.py`` calls :func:`guard_startup`
-before it imports torch when the process is the dreamviz command. (It cannot live in
-``dreamviz.cli``: ``python -m dreamviz.cli`` runs that file as ``__main__``, and importing it
-from the package first makes Python warn about the double import.)
+Layer 0: this module imports nothing from dreamviz and nothing heavy, so the package, which
+calls :func:`guard_startup` before it imports torch when the process is the dreamviz
+command, and the CLI, which installs the guard for a command's run, both import it from
+below. (It cannot live in ``dreamviz.cli``: ``python -m dreamviz.cli`` runs that file as
+``__main__``, and importing it from the package first makes Python warn about the double
+import; nor in ``dreamviz.commands``: the package imports nothing from the commands.)
 """
 
 from __future__ import annotations
