@@ -42,9 +42,10 @@ if _command_line():  # guard Ctrl-C before torch loads (see dreamviz.cli)
 
     guard_startup()
 
-from . import defaults, gallery, objectives, optim, param, regularizers, transforms
+from . import dataset, defaults, gallery, objectives, optim, param, regularizers, transforms
 from ._version import __version__
 from .attribution import saliency
+from .dataset import ExamplesResult, examples
 from .deepdream import dream, dream_frames
 from .engine import render
 from .errors import DreamvizError, NonFiniteError, UsageError
@@ -60,6 +61,7 @@ __all__ = [
     "Capture",
     "DreamResult",
     "DreamvizError",
+    "ExamplesResult",
     "Explanation",
     "NonFiniteError",
     "RenderResult",
@@ -70,11 +72,13 @@ __all__ = [
     "capture",
     "channel",
     "class_logit",
+    "dataset",
     "defaults",
     "direction",
     "diversity",
     "dream",
     "dream_frames",
+    "examples",
     "explain",
     "gallery",
     "image_param",

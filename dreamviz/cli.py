@@ -1,7 +1,7 @@
 """The thin argparse front end: ``dreamviz COMMAND``, one command for each name in COMMANDS.
 
 The commands are :data:`COMMANDS` (models, layers, render, saliency, dream, gallery, explain,
-spectrum, and any added there; ``dreamviz --help`` lists them all). Each lives in
+examples, spectrum, and any added there; ``dreamviz --help`` lists them all). Each lives in
 ``dreamviz/commands/<name>.py`` and exposes ``add_parser(sub)``, which registers its options
 and sets ``func`` to a callable ``func(args) -> int``.
 
@@ -33,7 +33,17 @@ from .commands import FLAGS, range_help, warning_text
 from .errors import DreamvizError, DreamvizWarning
 from .interrupts import Interrupts, installed
 
-COMMANDS = ["models", "layers", "render", "saliency", "dream", "gallery", "explain", "spectrum"]
+COMMANDS = [
+    "models",
+    "layers",
+    "render",
+    "saliency",
+    "dream",
+    "gallery",
+    "explain",
+    "examples",
+    "spectrum",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -187,6 +187,26 @@ EXPLAIN = MappingProxyType(
     {"top": 8, "groups": 0, "method": "ig", "steps": 32, "internal_batch_size": 16}
 )
 
+#: Dataset examples (``examples``): per channel the ``top`` images by the channel's spatial
+#: maximum, and ``per_quantile`` images at each of ``quantiles`` of that maximum over the images,
+#: estimated on a fixed random ``sample`` of images (the same images for every run and every
+#: number of processes). Images are read ``batch_size`` at a time by ``workers`` DataLoader
+#: processes ("auto": the CPU count less one, at most 8); a checkpoint is written every
+#: ``checkpoint_every`` images.
+EXAMPLES = MappingProxyType(
+    {
+        "channels": "all",
+        "top": 8,
+        "quantiles": (0.9, 0.5),
+        "per_quantile": 2,
+        "sample": 512,
+        "batch_size": 32,
+        "workers": "auto",
+        "checkpoint_every": 1000,
+        "out": "examples",
+    }
+)
+
 #: Rows (images, noisy copies, path points, units, crops) per forward+backward pass when a
 #: batch size is "auto" (dreamviz.batching). Measured by scripts/bench_batching.py; see
 #: docs/PERFORMANCE.md. CPU: the rows whose largest activation fits ``cpu_bytes`` (beyond it a
@@ -232,6 +252,7 @@ __all__ = [
     "DREAM",
     "DREAM_FAMILY_LAYERS",
     "DREAM_LAYERS",
+    "EXAMPLES",
     "EXPLAIN",
     "GALLERY",
     "GRADCAM_FAMILY_LAYERS",

@@ -50,6 +50,7 @@ from .objectives import channel, direction
 from .objectives import parse as parse_target
 
 METHODS = ("ig", "grad_x_act")
+EXAMPLES_SHOWN = 4  # dataset examples beside each ranked channel
 
 
 @dataclass
@@ -424,8 +425,16 @@ def ablate(model, image, target: int, layer: str, channels: Sequence[int]) -> fl
         return float(model(x)[0, target])
 
 
-def write_page(ex: Explanation, out: str | os.PathLike, command: str | None = None) -> Path:
-    """A static folder for one explanation: index.html, the images it shows, explain.json."""
+def write_page(
+    ex: Explanation,
+    out: str | os.PathLike,
+    command: str | None = None,
+    examples: dict[str, list[dict]] | None = None,
+) -> Path:
+    """A static folder for one explanation: index.html, the images it shows, explain.json.
+    ``examples``: per unit name (``LAYER:CHANNEL``), dataset examples shown beside each ranked
+    channel (``{"src": path relative to out, "activation", "image"}``, highest first, as
+    :func:`dreamviz.dataset.page_examples` gives them)."""
     from .io import save_png, write_json, write_text
     from .visualize import overlay
 
@@ -447,7 +456,7 @@ def write_page(ex: Explanation, out: str | os.PathLike, command: str | None = No
     data["command"] = command
     write_json(out / "explain.json", data)
     page = out / "index.html"
-    write_text(page, page_html(ex, command=command))
+    write_text(page, page_html(ex, command=command, examples=examples))
     return page
 
 
@@ -463,8 +472,9 @@ def _data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _unit_rows(ex: Explanation, kind: str, units: list[Unit], src) -> str:
-    """The page's rows of channels or groups: picture, map over the photo, value."""
+def _unit_rows(ex: Explanation, kind: str, units: list[Unit], src, examples=None) -> str:
+    """The page's rows of channels or groups: picture, map over the photo, value, and a
+    channel's dataset examples when ``examples`` has them."""
     import html
 
     from .visualize import overlay
@@ -488,19 +498,32 @@ def _unit_rows(ex: Explanation, kind: str, units: list[Unit], src) -> str:
                 str(c) for c in u.direction.topk(min(4, len(u.direction))).indices.tolist()
             )
             extra = f"<small>mostly channels {esc(chans)}</small>"
+        shown = (examples or {}).get(label, [])[:EXAMPLES_SHOWN] if kind == "channel" else []
+        strip = "".join(
+            f'<img src="{esc(e["src"])}" alt="{esc(e.get("image", ""))}" '
+            f'title="{esc(e.get("image", ""))} activation {e["activation"]:.4g}">'
+            for e in shown
+        )
+        strip = f'<div class="ex">{strip}</div>' if strip else ""
         out.append(
             f'<div class=row><div class=pic>{pic}</div><div class=pic><img src="{heat}" '
             f'alt="where {esc(label)} counts"></div><div class=info><b>{esc(label)}</b>'
             f"{extra}<span>{u.value:+.3f} logit ({u.share:+.1%})</span>"
             f'<div class="bar {sign}" style="width:{bar:.1f}%"></div>'
-            f"<small>{esc(u.source)}</small></div></div>"
+            f"<small>{esc(u.source)}</small></div>{strip}</div>"
         )
     return "\n".join(out)
 
 
-def page_html(ex: Explanation, command: str | None = None, inline: bool = False) -> str:
+def page_html(
+    ex: Explanation,
+    command: str | None = None,
+    inline: bool = False,
+    examples: dict[str, list[dict]] | None = None,
+) -> str:
     """The explanation as HTML: with ``inline`` every image is embedded (a notebook cell),
-    otherwise it names the files :func:`write_page` writes beside it."""
+    otherwise it names the files :func:`write_page` writes beside it (and ``examples``, see
+    :func:`write_page`)."""
     import html
     from string import Template
 
@@ -541,7 +564,7 @@ def page_html(ex: Explanation, command: str | None = None, inline: bool = False)
             f"attributions ({ex.method}) sum to {ex.total:.3f}, completeness error "
             f"{ex.completeness_error:.2%}"
         ),
-        channels=_unit_rows(ex, "channel", ex.channels, src),
+        channels=_unit_rows(ex, "channel", ex.channels, src, examples),
         groups=groups,
         command=f"<pre>{esc(command)}</pre>" if command else "",
     )

@@ -68,6 +68,7 @@ SHORT = {  # command lines that run fast
     "$L": "--layer blocks.0 --channels 0-1",
     "$X": "explain --top 1 --steps 2 --render-steps 1 --render-size 16 --device cpu",
     "$M": "--param maco --spectrum",
+    "$E": "examples --layer blocks.0 --channels 0-1 --top 2 --workers 0 --quiet --device cpu",
 }
 WORDS = {"$NUL": "a\x00.png", "$LONG": "a" * 300 + ".png", "$HUGE": "x" * 5000}
 
@@ -272,6 +273,28 @@ explain-steps          | 2 | $X $d/photo.jpg --steps nan              |  |
 explain-target         | 2 | $X $d/photo.jpg --target bogus           |  | unknown class
 explain-layer          | 2 | $X $d/photo.jpg --layer bogus            |  | unknown layer
 explain-model          | 2 | $X $d/photo.jpg --model nonexistent      |  | unknown model
+
+examples               | 0 | $E --images $d/photos --out x            | * | read 2 images
+examples-bad-files     | 0 | $E --images $d/mixed_dir --out x         | * | read 1 images, skipped 3 unreadable
+examples-all-bad       | 1 | $E --images $d/bad_dir --out x           |  | none of the 1 images
+examples-bomb          | 1 | $E --images $d/bomb_dir --out x          |  | over the limit.*--max-pixels
+examples-missing       | 2 | $E --images $d/nope --out x              |  | --images .*does not exist
+examples-file          | 2 | $E --images $d/photo.jpg --out x         |  | not a folder
+examples-empty         | 2 | $E --images $d/empty_dir --out x         |  | holds no images
+examples-blank         | 2 | $E --images '' --out x                   |  | empty
+examples-no-images     | 2 | examples --layer blocks.0 --out x        |  | --images
+examples-channels      | 2 | $E --images $d/photos --channels 0-99999 --out x | | out of range
+examples-channels-bogus | 2 | $E --images $d/photos --channels bogus --out x | | bad channel
+examples-layer         | 2 | $E --images $d/photos --layer bogus --out x |  | unknown layer
+examples-top           | 2 | $E --images $d/photos --top 0 --out x    |  | out of range
+examples-quantiles     | 2 | $E --images $d/photos --quantiles nan --out x |  | out of range
+examples-quantiles-1   | 2 | $E --images $d/photos --quantiles 1 --out x |  | out of range
+examples-batch         | 2 | $E --images $d/photos --batch-size 0 --out x |  | out of range
+examples-workers       | 2 | $E --images $d/photos --workers -1 --out x |  | out of range
+examples-out-file      | 2 | $E --images $d/photos --out $d/text.jpg  |  | is a file
+examples-out-empty     | 2 | $E --images $d/photos --out ''           |  | --out is empty
+examples-out-unwritable | 2 | $E --images $d/photos --out /sys/x      |  | cannot write
+examples-model         | 2 | $E --images $d/photos --model nonexistent --out x | | unknown model
 
 spectrum               | 0 | spectrum $d/photos --size 16 -o s.npy    | s.npy |
 spectrum-fit           | 0 | spectrum $d/photos --size 16 --fit -o s.npy | s.npy |
@@ -520,7 +543,9 @@ def hostile(tmp_path_factory, offline, lite0) -> Path:
     (d / "folder.jpg").mkdir()
     os.mkfifo(d / "fifo.jpg")  # opening it for reading would wait for a writer forever
     for name, files in [("photos", ["photo.jpg", "gray.png"]), ("bad_dir", ["text.jpg"]),
-                        ("bomb_dir", ["bomb_100k.png"]), ("empty_dir", [])]:  # fmt: skip
+                        ("bomb_dir", ["bomb_100k.png"]), ("empty_dir", []),
+                        ("mixed_dir", ["photo.jpg", "empty.png", "text.jpg",
+                                       "truncated.jpg"])]:  # fmt: skip
         (d / name).mkdir()
         for f in files:
             (d / name / f).write_bytes((d / f).read_bytes())
@@ -639,6 +664,7 @@ def test_the_table_is_large_and_covers_every_command():
     commands = {next((a for a in c.argv if not a.startswith("-")), "") for c in CASES}
     assert len(CASES) >= 200
     assert {"models", "layers", "render", "saliency", "dream", "gallery", "spectrum"} <= commands
+    assert {"explain", "examples"} <= commands
     assert {0, 1, 2, 130} <= {c.code for c in CASES}
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
 

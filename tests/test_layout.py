@@ -52,10 +52,11 @@ LAYERS = {
     "recipes": 5,
     "gallery": 5,
     "explain": 6,
+    "dataset": 6,
     "commands": 7,
     "cli": 7,
 }
-GROUPS = {"gallery", "commands"}
+GROUPS = {"gallery", "commands", "dataset"}
 FACADE_LAYER = max(LAYERS.values()) + 1
 #: the lowest layer allowed to name a command-line flag
 CLI_LAYER = LAYERS["commands"]
@@ -520,6 +521,7 @@ def test_the_functions_are_not_shadowed_by_modules():
         ("engine", "render"),
         ("attribution", "saliency"),
         ("deepdream", "dream"),
+        ("dataset", "examples"),
     ]:
         imported = importlib.import_module(f"{PACKAGE}.{module}")
         assert isinstance(imported, types.ModuleType)

@@ -47,6 +47,12 @@ def add_parser(sub) -> None:
         "--render-size", type=int_range(16, 1024), default=None, help="px of each picture"
     )
     p.add_argument("--gallery", metavar="DIR", help="take channel pictures from this gallery")
+    p.add_argument(
+        "--examples",
+        metavar="DIR",
+        help="show each ranked channel's dataset examples from this folder (made by dreamviz "
+        "examples; its layer is the default --layer)",
+    )
     p.add_argument("--out", default="explain", metavar="DIR", help="output folder (explain/)")
     add_image_args(p)
     p.set_defaults(func=run, memory_hint=memory_hint)
@@ -68,6 +74,7 @@ def _command(args) -> str:
         ("--render-steps", args.render_steps),
         ("--render-size", args.render_size),
         ("--gallery", args.gallery),
+        ("--examples", args.examples),
         ("--out", args.out),
     ):
         if value is not None:
@@ -82,6 +89,23 @@ def run(args) -> int:
 
     out = output.folder(args.out, "--out")
     photos = [read_image(path) for path in args.images]  # one-line errors before any work
+    examples = None
+    if args.examples:
+        from ..dataset import load, page_examples
+        from ..errors import UsageError
+
+        made = load(args.examples)
+        if args.layer and args.layer != made["layer"]:
+            raise UsageError(
+                f"the examples in {args.examples!r} are of {made['layer']}, not {args.layer}; "
+                f"leave --layer out or give examples of {args.layer}"
+            )
+        args.layer = made["layer"]
+
+        def examples(folder):
+            return page_examples(args.examples, folder, model=args.model)
+
+        examples(out)  # a model mismatch is a one-line error before any work
     model = load_from_args(args)
     settings = {}
     if args.render_steps:
@@ -101,12 +125,12 @@ def run(args) -> int:
     )
     command = _command(args)
     if len(results) == 1:
-        emit(write_page(results[0], out, command))
+        emit(write_page(results[0], out, command, examples and examples(out)))
         return 0
     links = []
     for path, ex in zip(args.images, results):
         folder = out / _slug(Path(path).stem)
-        write_page(ex, folder, command)
+        write_page(ex, folder, command, examples and examples(folder))
         links.append(
             f'<li><a href="{folder.name}/index.html">{Path(path).name}</a>: '
             f"{ex.target_name} ({ex.top5[0][2]:.0%})</li>"

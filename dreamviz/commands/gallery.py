@@ -100,6 +100,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR|none",
         help="photos for the activation ratio (default: the sample photos inside dreamviz)",
     )
+    d.add_argument(
+        "--examples",
+        default=None,
+        metavar="DIR",
+        help="show each unit's dataset examples from this folder (made by dreamviz examples)",
+    )
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -133,6 +139,8 @@ def command_line(args: argparse.Namespace) -> str:
     cmd += ["--seed", str(args.seed), "--batch", str(args.batch)]
     if args.natural != GALLERY["natural"]:
         cmd += ["--natural", str(args.natural)]
+    if args.examples:
+        cmd += ["--examples", args.examples]
     return shlex.join([*cmd, "--out", args.out])
 
 
@@ -173,7 +181,17 @@ def build_kwargs(args: argparse.Namespace) -> dict:
         progress=not args.quiet,
         reproduce=reproduce,
         command=command_line(args),
+        examples=_examples(args),
     )
+
+
+def _examples(args: argparse.Namespace) -> dict | None:
+    """``--examples DIR`` read for the gallery's page (a one-line error before any work)."""
+    if not args.examples:
+        return None
+    from ..dataset import page_examples
+
+    return page_examples(args.examples, args.out, model=args.model)
 
 
 def add_parser(sub) -> None:

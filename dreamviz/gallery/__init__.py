@@ -124,6 +124,7 @@ def _write_pages(
     complete: bool,
     reproduce: Callable[[dict], str] | None,
     command: str | None,
+    examples: dict[str, list[dict]] | None = None,
 ) -> list[dict]:
     records = load_records(plans)
     manifest = {
@@ -137,7 +138,7 @@ def _write_pages(
         "units": records,
     }
     write_json(out / "manifest.json", manifest)
-    write_text(out / "index.html", render_html(manifest, len(plans), reproduce))
+    write_text(out / "index.html", render_html(manifest, len(plans), reproduce, examples))
     return records
 
 
@@ -177,6 +178,7 @@ def build(
     callback: Callable[[list[dict]], None] | None = None,
     reproduce: Callable[[dict], str] | None = None,
     command: str | None = None,
+    examples: dict[str, list[dict]] | None = None,
 ) -> GalleryResult:
     """Render every requested unit that is not up to date into ``out``, then write the pages.
 
@@ -196,7 +198,10 @@ def build(
     optimized together in one pass; ``"auto"`` asks
     :func:`dreamviz.batching.rows_per_pass` (device, size, layers), and a batch that runs out
     of memory is rendered in halves. ``progress``: a bar counting units (None: where a person
-    is watching). The result shows its first units in a notebook, with a link to the page.
+    is watching). ``examples``: per unit name, dataset examples to show under its image
+    (:func:`dreamviz.dataset.page_examples` reads them from a folder written by
+    :func:`dreamviz.examples`). The result shows its first units in a notebook, with a link
+    to the page.
     """
     rank, world = rank_and_world()
     if isinstance(model, str):
@@ -257,7 +262,7 @@ def build(
         "batch": batch,
         "out": str(out),
     }
-    pages = dict(request=request, reproduce=reproduce, command=command)
+    pages = dict(request=request, reproduce=reproduce, command=command, examples=examples)
 
     desc = "gallery" if world == 1 else f"gallery rank {rank}/{world}"
     bar = Progress(sum(len(b) for b in mine), wants_progress(progress) and rank == 0, desc)

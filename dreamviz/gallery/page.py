@@ -21,6 +21,8 @@ from ..hooks import LOGITS
 from .store import safe_name
 from .units import Unit, recipe
 
+EXAMPLES_SHOWN = 4  # dataset examples under each unit's image
+
 
 @functools.cache
 def asset(name: str) -> str:
@@ -34,7 +36,19 @@ def _commands(text: str | None) -> tuple[str | None, str | None]:
     return (lines[0] if lines else None), ("\n".join(lines[1:]) or None)
 
 
-def _tile(i: int, r: dict, src: str, size: tuple[int, int]) -> str:
+def _examples(items: list[dict]) -> str:
+    """A strip of a unit's dataset examples (the crops that drive it most) under its image."""
+    esc = html.escape
+    imgs = "".join(
+        f'<img loading="lazy" decoding="async" src="{esc(quote(e["src"]))}" '
+        f'alt="{esc(e.get("image", ""))}" title="{esc(e.get("image", ""))} '
+        f'activation {e["activation"]:.4g}">'
+        for e in items[:EXAMPLES_SHOWN]
+    )
+    return f'<div class="ex">{imgs}</div>' if imgs else ""
+
+
+def _tile(i: int, r: dict, src: str, size: tuple[int, int], examples: list | None = None) -> str:
     esc = html.escape
     h, w = size
     tip = f"{r['unit']}  objective {r.get('objective')}"
@@ -47,6 +61,7 @@ def _tile(i: int, r: dict, src: str, size: tuple[int, int]) -> str:
         f'<button class="tile" data-i="{i}" title="{esc(tip)}">'
         f'<img loading="lazy" decoding="async" width="{w}" height="{h}" '
         f'src="{esc(src)}" alt="{esc(r["unit"])}">'
+        f"{_examples(examples or [])}"
         f'<div class="cap"><b>{r["index"]}</b><span>{esc(r["class_name"] or "")}</span></div>'
         "</button>"
     )
@@ -56,13 +71,16 @@ def render_html(
     manifest: dict,
     total: int | None = None,
     reproduce: Callable[[dict], str] | None = None,
+    examples: dict[str, list[dict]] | None = None,
 ) -> str:
     """The static ``index.html`` for a manifest (self-contained: inline CSS and JS).
 
     ``reproduce(recipe)``, given a unit's PNG recipe, returns the commands shown in its large
     view, one per line: the first under "Render it again" (the Copy button copies it), the
     others as alternatives. Without it the view shows the unit's settings only. ``total``: how
-    many units the gallery has when the manifest is incomplete.
+    many units the gallery has when the manifest is incomplete. ``examples``: per unit name,
+    its dataset examples (``{"src": path relative to the page, "activation", "image"}``,
+    highest first, as :func:`dreamviz.dataset.page_examples` gives them), shown under its image.
     """
     esc = html.escape
     s = manifest["settings"]
@@ -91,7 +109,8 @@ def render_html(
                 "command": others,
             }
         )
-        sections.setdefault(r["layer"], []).append(_tile(i, r, src, (h, w)))
+        shown = (examples or {}).get(r["unit"])
+        sections.setdefault(r["layer"], []).append(_tile(i, r, src, (h, w), shown))
     parts = []
     nav = []
     for layer, tiles in sections.items():
