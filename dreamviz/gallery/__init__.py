@@ -223,20 +223,7 @@ def build(
         settle=settle,
         amp=amp,
     )
-    integer("steps", render.steps, 1)
-    size, seed = render.size, render.seed
-    if not layers and classes is None:
-        raise UsageError(
-            f"nothing to render; give {arg('layers', 'LAYER')} and/or {arg('classes', '0-15')}"
-        )
-    for name, spec in (("channels", channels), ("classes", classes)):
-        if isinstance(spec, str):
-            split_list(spec, name, "0,5,9-12")  # "1,,2" is a typo, not "1,2"
-    units = select_units(model, layers, channels, classes, seed)
-    for layer in {u.layer for u in units} - {LOGITS}:
-        check_unit(model, layer, None)
-    if min(store.size2(size)) < 16:
-        raise UsageError(f"size {size} is too small; use 16 px or more")
+    units = _units(model, layers, channels, classes, render)
     natural_paths = photos(natural)
     settings = store.settings(model, render)
     out = Path(out)
@@ -245,11 +232,7 @@ def build(
     if rank == 0:
         store.remove_stale_temps(out, plans)
     barrier()  # every rank has listed the same pending units before any writes
-    per_pass = batch
-    if batch == AUTO:  # the same on every rank, so the batches are the same
-        layers_used = sorted({u.layer for u in units})
-        most = rows_per_pass(model, settings["size"], layers_used, rows=max(1, len(pending)))
-        per_pass = agreed_min(most)
+    per_pass = _per_pass(model, batch, settings["size"], units, len(pending))
     mine = [pending[i : i + per_pass] for i in range(0, len(pending), per_pass)][rank::world]
     todo = {p.key for p in pending}
     result = GalleryResult(
@@ -263,25 +246,11 @@ def build(
         "out": str(out),
     }
     pages = dict(request=request, reproduce=reproduce, command=command, examples=examples)
-
     desc = "gallery" if world == 1 else f"gallery rank {rank}/{world}"
     bar = Progress(sum(len(b) for b in mine), wants_progress(progress) and rank == 0, desc)
     maxima = Maxima(model, settings["size"], natural_paths)
-    split = Splitter(model.device)  # a batch out of memory goes in halves
-
-    def render_group(group: list) -> list[dict]:
-        records = render_batch(model, group, settings, maxima, bar)
-        bar.finish_batch(len(group))
-        return records
-
     try:
-        for group in mine:
-            maxima.need(p.unit for p in group)
-            records = split(render_group, group)
-            result.rendered += [r["unit"] for r in records]
-            result.written += [out / r["file"] for r in records]
-            if callback is not None:
-                callback(records)
+        _render_all(model, mine, settings, maxima, bar, result, callback)
     except KeyboardInterrupt:
         bar.close()
         if world == 1:  # pages for what is done, then stop; a rerun continues
@@ -294,6 +263,52 @@ def build(
         result.manifest, result.index = out / "manifest.json", out / "index.html"
     barrier()  # the pages exist before any rank returns
     return result
+
+
+def _units(model, layers: list[str], channels, classes, render: RenderSettings) -> list[Unit]:
+    """The units a request names, each checked (layer, channel range, size)."""
+    integer("steps", render.steps, 1)
+    if not layers and classes is None:
+        raise UsageError(
+            f"nothing to render; give {arg('layers', 'LAYER')} and/or {arg('classes', '0-15')}"
+        )
+    for name, spec in (("channels", channels), ("classes", classes)):
+        if isinstance(spec, str):
+            split_list(spec, name, "0,5,9-12")  # "1,,2" is a typo, not "1,2"
+    units = select_units(model, layers, channels, classes, render.seed)
+    for layer in {u.layer for u in units} - {LOGITS}:
+        check_unit(model, layer, None)
+    if min(store.size2(render.size)) < 16:
+        raise UsageError(f"size {render.size} is too small; use 16 px or more")
+    return units
+
+
+def _per_pass(model, batch, size, units: list[Unit], pending: int) -> int:
+    """Units per pass: ``batch``, or with "auto" the batching policy's, the same on every
+    rank so the batches are the same."""
+    if batch != AUTO:
+        return batch
+    layers_used = sorted({u.layer for u in units})
+    return agreed_min(rows_per_pass(model, size, layers_used, rows=max(1, pending)))
+
+
+def _render_all(model, mine, settings: dict, maxima, bar, result, callback) -> None:
+    """Render this rank's batches (a batch out of memory goes in halves), recording each in
+    ``result`` and calling ``callback(records)`` after it."""
+    split = Splitter(model.device)
+
+    def render_group(group: list) -> list[dict]:
+        records = render_batch(model, group, settings, maxima, bar)
+        bar.finish_batch(len(group))
+        return records
+
+    for group in mine:
+        maxima.need(p.unit for p in group)
+        records = split(render_group, group)
+        result.rendered += [r["unit"] for r in records]
+        result.written += [result.out / r["file"] for r in records]
+        if callback is not None:
+            callback(records)
 
 
 __all__ = [

@@ -67,6 +67,42 @@ def _tile(i: int, r: dict, src: str, size: tuple[int, int], examples: list | Non
     )
 
 
+def _unit_data(r: dict, s: dict, src: str, reproduce) -> dict:
+    """What the page's script knows of one unit (its large view)."""
+    text = None
+    if reproduce is not None:
+        unit = Unit(r["layer"], r["index"])
+        text = reproduce(recipe(s, unit, seed=r["seed"], key=r["key"], file=r["file"]))
+    first, others = _commands(text)
+    return {
+        "unit": r["unit"],
+        "src": src,
+        "class_name": r.get("class_name"),
+        "objective": r.get("objective"),
+        "activation_ratio": r.get("activation_ratio"),
+        "seed": r["seed"],
+        "seconds": r.get("seconds"),
+        "status": r.get("status"),
+        "from": first,
+        "command": others,
+    }
+
+
+def _sections(sections: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """The navigation links and the section of each layer's tiles."""
+    esc = html.escape
+    nav, parts = [], []
+    for layer, tiles in sections.items():
+        anchor = "sec-" + safe_name(layer)
+        title = "classes" if layer == LOGITS else layer
+        nav.append(f'<a href="#{esc(anchor)}">{esc(title)} ({len(tiles)})</a>')
+        parts.append(
+            f'<section id="{esc(anchor)}"><h2>{esc(title)} <small>{len(tiles)} units</small></h2>'
+            f'<div class="grid">{"".join(tiles)}</div></section>'
+        )
+    return nav, parts
+
+
 def render_html(
     manifest: dict,
     total: int | None = None,
@@ -90,37 +126,10 @@ def render_html(
     sections: dict[str, list[str]] = {}
     for i, r in enumerate(records):
         src = quote(r["file"]) + "?v=" + r["key"][:8]  # a re-render busts the browser cache
-        text = None
-        if reproduce is not None:
-            unit = Unit(r["layer"], r["index"])
-            text = reproduce(recipe(s, unit, seed=r["seed"], key=r["key"], file=r["file"]))
-        first, others = _commands(text)
-        units_js.append(
-            {
-                "unit": r["unit"],
-                "src": src,
-                "class_name": r.get("class_name"),
-                "objective": r.get("objective"),
-                "activation_ratio": r.get("activation_ratio"),
-                "seed": r["seed"],
-                "seconds": r.get("seconds"),
-                "status": r.get("status"),
-                "from": first,
-                "command": others,
-            }
-        )
+        units_js.append(_unit_data(r, s, src, reproduce))
         shown = (examples or {}).get(r["unit"])
         sections.setdefault(r["layer"], []).append(_tile(i, r, src, (h, w), shown))
-    parts = []
-    nav = []
-    for layer, tiles in sections.items():
-        anchor = "sec-" + safe_name(layer)
-        title = "classes" if layer == LOGITS else layer
-        nav.append(f'<a href="#{esc(anchor)}">{esc(title)} ({len(tiles)})</a>')
-        parts.append(
-            f'<section id="{esc(anchor)}"><h2>{esc(title)} <small>{len(tiles)} units</small></h2>'
-            f'<div class="grid">{"".join(tiles)}</div></section>'
-        )
+    nav, parts = _sections(sections)
     done = len(records)
     status = "" if manifest.get("complete") else f" (incomplete: {done} of {total} rendered)"
     shared = {k: v for k, v in s.items() if k != "weights_default"}
