@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 
@@ -413,7 +412,7 @@ def _dream_bound(
     bases = [resize(image, s) for s in sizes]
     total = len(sizes) * steps
     result = DreamResult(image=image, sizes=list(sizes), objective=str(objective))
-    result._model = weakref.ref(model)  # for the caption's predicted class (display only)
+    result.seen_as = seen_as(model)  # the caption's top-1 class, when first shown
     detail = torch.zeros_like(bases[0])
     dreamed = bases[0]
     bar = display.progress_bar(progress, total, "dream")

@@ -120,7 +120,7 @@ def _penalty(regs: list[Callable], images: torch.Tensor) -> torch.Tensor:
 def evaluate(objective: Objective, acts: dict[str, torch.Tensor], n: int) -> torch.Tensor:
     """The objective per image, (N,). Transforms that show several views of each image
     (:class:`~dreamviz.transforms.Crops`) give N * K rows, view-major; the objective is
-    evaluated on each group of N rows (so ``batch=i`` still means image i) and averaged."""
+    evaluated on each group of N rows (so ``image=i`` still means image i) and averaged."""
     rows = next(iter(acts.values())).shape[0]
     if rows == n:
         return objective(acts)

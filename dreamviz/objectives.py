@@ -540,10 +540,9 @@ def parse(
     layer only. With a ``model``, the result is bound (validated) against it, and a dotted or
     numbered name that is neither a layer nor a class is reported as an unknown layer, with the
     closest names. The result's :attr:`Objective.target` says what was parsed. ``image=i``
-    aims it at image ``i`` of the batch; ``batch=`` is its old name, still taken without a
-    warning here until the recipes and the gallery's units pass ``image=`` (issue 20).
+    aims it at image ``i`` of the batch; ``batch=`` is its old name (a DeprecationWarning).
     """
-    batch = batch if image is None else image
+    batch = _which(image, batch, "parse")
     if isinstance(text, Objective):
         return text.bind(model) if model is not None else text
     if isinstance(text, bool) or not isinstance(text, (int, str)):

@@ -137,7 +137,7 @@ def main() -> None:
 
     sheet_rows = []
     # ---- classes (defaults only: one batch)
-    obj = sum(class_logit(name, batch=i) for i, name in enumerate(classes))
+    obj = sum(class_logit(name, image=i) for i, name in enumerate(classes))
     r = render(model, obj, size=args.size, steps=args.steps, batch=len(classes), seed=0)
     idx = torch.tensor([model.class_index(c) for c in classes])
     with torch.no_grad():
@@ -152,7 +152,7 @@ def main() -> None:
     # ---- channels, three recipes
     results = {}
     for name, kw in RECIPES.items():
-        obj = sum(channel(layer, c, batch=i) for i, (_, layer, c) in enumerate(units))
+        obj = sum(channel(layer, c, image=i) for i, (_, layer, c) in enumerate(units))
         r = render(model, obj, size=args.size, steps=args.steps, batch=len(units), seed=0, **kw)
         reached = channel_means(model, r.images, layers)
         moved = channel_means(model, under_transforms(r.images, 8), layers)

@@ -172,3 +172,11 @@ def test_batch_is_the_deprecated_name_of_image(make):
     assert torch.equal(old(acts), new(acts)) and new(acts)[0] == 0 and new(acts)[2] == 0
     with pytest.raises(UsageError, match="give image only"):
         make(image=1, batch=1)
+
+
+def test_parse_takes_batch_as_the_old_name_of_image_with_a_warning():
+    from dreamviz.objectives import parse
+
+    with pytest.warns(DeprecationWarning, match="image=i"):
+        old = parse("blocks.3:0", batch=1)
+    assert str(old) == str(parse("blocks.3:0", image=1))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import defaults, recipes
-from ..errors import UsageError
+from ..errors import UsageError, split_list
 from ..hooks import LOGITS, check_layer, num_channels
 from ..models import VisionModel
 from ..objectives import parse
@@ -42,9 +42,9 @@ class Unit:
         """The unit as a recipe target: ``["unit", "blocks.3:5"]`` or ``["class", "207"]``."""
         return ["class", str(self.index)] if self.is_class else ["unit", self.name]
 
-    def objective(self, batch: int | None = None):
+    def objective(self, image: int | None = None):
         kind, text = self.target
-        return parse(text, batch=batch, kind=kind)
+        return parse(text, image=image, kind=kind)
 
 
 def _hash_int(*parts) -> int:
@@ -71,7 +71,7 @@ def parse_indices(
     if isinstance(spec, int):
         tokens: list = [spec]
     elif isinstance(spec, str):
-        tokens = [t.strip() for t in spec.split(",") if t.strip()]
+        tokens = split_list(spec, what, "0,5,9-12")  # "1,,2" is a typo, not "1,2"
     else:
         tokens = list(spec)
     if not tokens:
