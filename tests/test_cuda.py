@@ -18,7 +18,17 @@ def gpu_model():
     return dreamviz.load_model(device="cuda")
 
 
-def test_render_dream_saliency_gallery_on_cuda(gpu_model, lite0, tmp_path):
+@pytest.fixture
+def no_tf32():
+    """Full fp32 on the GPU for the comparisons with the CPU: by default convolutions run in
+    TF32 (10-bit mantissa), which moved Integrated Gradients to cosine 0.984 on an H200."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def test_render_dream_saliency_gallery_on_cuda(gpu_model, lite0, tmp_path, no_tf32):
     r = dreamviz.render(gpu_model, "blocks.8:20", size=64, steps=8, batch=2, progress=False)
     assert r.images.device.type == "cpu" and torch.isfinite(r.history).all()
     assert "<img" in r._repr_html_()
