@@ -54,7 +54,8 @@ if [ "$device" = cpu ]; then  # tiny counts: this only checks that every part ru
   tests=(tests/test_batching.py -k "chunker or split or balanced")
   suite_limit=60
   transfer_args=(--smoke --threads 1)
-  examples_args=(--images 16 --rounds 1)
+  examples_args=(--images-count 16 --batch-size 8 --rounds 1 --skip-memory --threads 1)
+  examples_limit=150
 else
   render_args=(--batches 1,16 --rounds 3 --per-round 5 --cases early,middle,class)
   saliency_args=(--rounds 3)
@@ -65,7 +66,8 @@ else
   tests=(tests/test_cuda.py)
   suite_limit=70
   transfer_args=(--device cuda --chunk 16 --threads 4)
-  examples_args=(--images 2000 --rounds 2 --amp-too)
+  examples_args=(--images-count 4096 --batch-size 256 --workers 8 --rounds 2 --amp --skip-memory)
+  examples_limit=60
 fi
 
 part() {  # part NAME TITLE SECONDS COMMAND...
@@ -116,7 +118,7 @@ part gallery "gallery, AMP off" 30 "${py[@]}" scripts/bench_gallery.py --device 
 part gallery "gallery, AMP on (bf16)" 30 "${py[@]}" scripts/bench_gallery.py --device "$device" --amp "${gallery_args[@]}"
 part batching "batching: ms/row against rows per pass" 25 "${py[@]}" scripts/bench_batching.py --device "$device" "${batching_args[@]}"
 part tests "tests on $device" 40 "${py[@]}" -m pytest -q -p no:cacheprovider "${tests[@]}"
-part examples "dataset examples: images/s, AMP off and on" 40 "${py[@]}" scripts/bench_examples.py --device "$device" "${examples_args[@]}"
+part examples "dataset examples: images/s, AMP off and on" "$examples_limit" "${py[@]}" scripts/bench_examples.py --device "$device" "${examples_args[@]}"
 part tests "test suite (not slow)" "$suite_limit" "${py[@]}" -m pytest -q -x -p no:cacheprovider -m "not slow"
 
 for pid in "${timing[@]}"; do wait "$pid" || failed=1; done

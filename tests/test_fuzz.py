@@ -781,7 +781,7 @@ def _interrupt_when(argv, marker: str, tmp_path: Path):
         argv, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=slave, text=True
     )
     os.close(slave)
-    seen, sent, deadline = b"", False, time.time() + 600
+    seen, sent, deadline = b"", False, time.time() + 180
     while time.time() < deadline:
         ready, _, _ = select.select([master], [], [], 0.1)
         chunk = b""
@@ -796,8 +796,10 @@ def _interrupt_when(argv, marker: str, tmp_path: Path):
             sent = True
         if not chunk and p.poll() is not None:
             break
+    if p.poll() is None:  # a lost Ctrl-C (or no marker): never leave a million steps running
+        p.kill()
     out = p.stdout.read()
-    p.wait(timeout=600)
+    p.wait(timeout=60)
     os.close(master)
     assert sent, f"never saw {marker!r}: {seen[-400:]!r}"
     return p.returncode, out, seen.decode(errors="replace")

@@ -342,6 +342,50 @@ def _clear_checkpoint(out: Path, rank: int, world: int) -> None:
 # --------------------------------------------------------------------------- the API
 
 
+def _channels(model, layer: str, channels) -> list[int]:
+    """The channels asked for, checked against the layer's channel axis."""
+    info = check_layer(model, layer)
+    n = num_channels(info)
+    if n is None or info.shape is None:
+        raise UsageError(f"{layer} has no channel axis; give {arg('layer', 'NAME')} with one")
+    return parse_indices(channels, n, what="channel", where=layer)
+
+
+def _key(head: dict, chans: list[int], model, folder: Path, files: list[str]) -> str:
+    """What makes a run's results: the settings, the channels, the model's weights and the
+    images (names, sizes and times); a rerun with the same key computes nothing."""
+    keyed = {k: v for k, v in head.items() if k != "command"}
+    keyed.update(channels=chans, weights_sha256=weights_fingerprint(model))
+    keyed["files"] = files_fingerprint(folder, files)
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _done_before(out: Path, done: dict, rank: int) -> ExamplesResult:
+    """The result of a run whose outputs are already there and up to date."""
+    return ExamplesResult(
+        out,
+        out / "examples.json" if rank == 0 else None,
+        out / "index.html" if rank == 0 else None,
+        done if rank == 0 else None,
+        done["images"]["read"],
+        [list(s) for s in done["images"]["skipped"]],
+        up_to_date=True,
+    )
+
+
+def _none_read(out: Path, rank: int, world: int, existed: bool, folder, files, skipped) -> None:
+    """No image could be read: remove what the run made, and say so with the first reason."""
+    _clear_checkpoint(out, rank, world)
+    if not existed:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # made for the checkpoint only
+    first = f" ({files[skipped[0][0]]}: {skipped[0][1]})" if skipped else ""
+    raise DreamvizError(
+        f"none of the {len(files)} images in {str(folder)!r} could be read{first}; "
+        "give a folder of JPEG, PNG or WebP images"
+    )
+
+
 def examples(
     model,
     layer: str,
@@ -397,11 +441,7 @@ def examples(
         model = load_model(model, weights=weights, device=device or "auto")
     else:
         model = as_vision_model(model)
-    info = check_layer(model, layer)
-    n = num_channels(info)
-    if n is None or info.shape is None:
-        raise UsageError(f"{layer} has no channel axis; give {arg('layer', 'NAME')} with one")
-    chans = parse_indices(channels, n, what="channel", where=layer)
+    chans = _channels(model, layer, channels)
     head = {
         "format": FORMAT,
         "model": model.name,
@@ -414,24 +454,12 @@ def examples(
         "sample": sample,
         "command": command,
     }
-    keyed = {k: v for k, v in head.items() if k != "command"}
-    keyed.update(channels=chans, weights_sha256=weights_fingerprint(model))
-    keyed["files"] = files_fingerprint(folder, files)
-    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:20]
-    head["key"] = key
+    key = head["key"] = _key(head, chans, model, folder, files)
     out = Path(out)
     existed = out.exists()
     done = _up_to_date(out, key)
     if done is not None:
-        return ExamplesResult(
-            out,
-            out / "examples.json" if rank == 0 else None,
-            out / "index.html" if rank == 0 else None,
-            done if rank == 0 else None,
-            done["images"]["read"],
-            [list(s) for s in done["images"]["skipped"]],
-            up_to_date=True,
-        )
+        return _done_before(out, done, rank)
     barrier()  # every rank has decided there is work before any writes
     ckpt_key = f"{key}:{batch_size}:{world}"
     state = scan(
@@ -443,15 +471,7 @@ def examples(
     state = _gather(state, world)
     skipped = [[files[i], str(DreamvizError(why))] for i, why in state.skipped]
     if state.read == 0:
-        _clear_checkpoint(out, rank, world)
-        if not existed:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # made for the checkpoint only
-        first = f" ({files[state.skipped[0][0]]}: {state.skipped[0][1]})" if skipped else ""
-        raise DreamvizError(
-            f"none of the {len(files)} images in {str(folder)!r} could be read{first}; "
-            "give a folder of JPEG, PNG or WebP images"
-        )
+        _none_read(out, rank, world, existed, folder, files, state.skipped)
     result = ExamplesResult(out, None, None, None, state.read, skipped)
     if rank == 0:
         data, result.crops = _write(model, layer, folder, files, state, levels, per_quantile,
