@@ -184,7 +184,15 @@ SALIENCY = MappingProxyType(
 #: Explanations (``explain``): channels shown, NMF groups, the attribution method at the layer
 #: and its path steps, and rows per pass.
 EXPLAIN = MappingProxyType(
-    {"top": 8, "groups": 0, "method": "ig", "steps": 32, "internal_batch_size": 16}
+    {
+        "top": 8,
+        "groups": 0,
+        "method": "ig",  # channel ranking; chosen on the choice photos (docs/QUALITY.md)
+        "steps": 32,  # ig, ig_blur
+        "internal_batch_size": 16,  # ig, ig_blur: path points per pass
+        "ablation_rows": "auto",  # ablation: rows (one channel zeroed each) per forward pass
+        "blur": (11, 5.0),  # ig_blur: Gaussian kernel and sigma of the blurred copy
+    }
 )
 
 #: Dataset examples (``examples``): per channel the ``top`` images by the channel's spatial

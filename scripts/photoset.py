@@ -129,6 +129,33 @@ def sheet(cases: list[Case], tile: int = 160):
     return out
 
 
+def read_rows(path) -> list[dict]:
+    """The JSON lines an eval wrote so far (none if the file is not there yet)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def eval_arguments(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options every photo-set eval takes: --part, --out, --table, --threads."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--part", choices=("choice", "report"), default=None)
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--table", default=None, help="print the tables of this JSONL file")
+    ap.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+def print_tables(rows: list[dict], choose, table) -> None:
+    """The method ``choose`` picks on the choice part, then ``table(rows, part)`` per part."""
+    choice = [r for r in rows if r["part"] == "choice"]
+    print(f"default by the rule, on the choice part: {choose(choice)}\n")
+    for part in ("choice", "report"):
+        if any(r["part"] == part for r in rows):
+            print(table(rows, part) + "\n")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sheet", default="photoset.png")

@@ -12,6 +12,8 @@ D = defaults.EXPLAIN
 
 
 def add_parser(sub) -> None:
+    from ..explain import METHODS
+
     p = sub.add_parser(
         "explain",
         parents=[parent()],
@@ -30,6 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--top", type=int_range(1, 512), default=D["top"], help=f"({D['top']})")
     p.add_argument(
         "--groups", type=int_range(0, 32), default=D["groups"], help="NMF factors (0: none)"
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default=D["method"],
+        help=f"how channels are ranked ({D['method']}; see README: explain)",
     )
     p.add_argument(
         "--steps",
@@ -113,16 +121,9 @@ def run(args) -> int:
     if args.render_size:
         settings["size"] = [args.render_size, args.render_size]
     results = explain(
-        model,
-        photos,
-        args.target,
-        args.layer,
-        args.top,
-        args.groups,
-        steps=args.steps,
-        gallery=args.gallery,
-        render_settings=settings,
-    )
+        model, photos, args.target, args.layer, args.top, args.groups, method=args.method,
+        steps=args.steps, gallery=args.gallery, render_settings=settings,
+    )  # fmt: skip
     command = _command(args)
     if len(results) == 1:
         emit(write_page(results[0], out, command, examples and examples(out)))
