@@ -242,7 +242,7 @@ def layer_attribution(
     def scaled(_out, scale):
         z = start + scale.view(-1, *([1] * (a0.dim() - 1))) * (a0 - start)
         leaf.append(z.requires_grad_(True))
-        return z
+        return z.clone()  # an in-place op after the layer (ReLU(inplace)) must not hit the leaf
 
     for i in range(0, len(alphas), internal_batch_size):
         chunk = torch.tensor(alphas[i : i + internal_batch_size], device=a0.device, dtype=a0.dtype)

@@ -153,6 +153,26 @@ def test_first_order_rankings_are_exact_where_the_rest_of_the_net_is_linear(tiny
     assert float(exact.abs().max()) > 1e-3
 
 
+def test_grad_x_act_is_the_gradient_at_the_photo_times_the_activation(tiny_net):
+    model = VisionModel(tiny_net(), input_size=32)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    saved = {}
+
+    def keep(out):  # a plain-autograd reference; after "0" come biases: not homogeneous
+        out.retain_grad()
+        saved["a"] = out
+        return out
+
+    with replace_output(model, "0", keep):
+        model(x)[0, 1].backward()
+    expected = saved["a"].grad * saved["a"].detach()
+    attr, _, _, _ = layer_attribution(model, x.detach(), 1, "0", "grad_x_act")
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(attr, expected, rtol=1e-4, atol=1e-4 * scale)
+    ig, _, _, _ = layer_attribution(model, x.detach(), 1, "0", "ig", steps=16)
+    assert float((ig - expected).abs().max()) > 0.01 * scale  # the path matters here
+
+
 def test_ig_blur_starts_from_the_layer_on_a_blurred_copy(tiny_net):
     from dreamviz.attribution import blur
     from dreamviz.defaults import EXPLAIN
