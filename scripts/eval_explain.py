@@ -155,12 +155,44 @@ def table(rows: list[dict], part: str, methods=METHODS) -> str:
     return "\n".join(lines)
 
 
+def per_photo(rows: list[dict], part: str, method: str) -> str:
+    """Per (layer, k), out of the part's photos: how often ``method``'s top-k drop the logit
+    more than both most-active-k and random-k, and how often zeroing them raises it."""
+    acc: dict = {}
+    for r in rows:
+        if r["part"] != part:
+            continue
+        d = r["drops"]
+        for k, drop in d[method].items():
+            wins, raises, n = acc.get((r["layer"], int(k)), (0, 0, 0))
+            best = max(d["active"][k], d["random"][k])
+            acc[(r["layer"], int(k))] = (wins + (drop > best), raises + (drop < 0), n + 1)
+    lines = [
+        f"{part} part, {method}, photo by photo:",
+        "",
+        "| layer | k | photos where the top-k drop more than both | photos where zeroing them "
+        "raises the logit |",
+        "|---|---:|---:|---:|",
+    ]
+    order = {layer: i for i, layer in enumerate(dict.fromkeys(r["layer"] for r in rows))}
+    for (layer, k), (wins, raises, n) in sorted(
+        acc.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])
+    ):
+        lines.append(f"| {layer} | {k} | {wins}/{n} | {raises}/{n} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = photoset.eval_arguments(__doc__, "explain_eval.jsonl")
     ap.add_argument("--layers", default=",".join(LAYERS))
     args = ap.parse_args(argv)
     if args.table:
-        photoset.print_tables(read_rows(args.table), choose, table)
+        rows = read_rows(args.table)
+        photoset.print_tables(rows, choose, table)
+        for part in ("choice", "report"):
+            for method in METHODS:
+                if rows_of(rows, part):
+                    print(per_photo(rows, part, method) + "\n")
         return
     torch.set_num_threads(args.threads)
     model = dreamviz.load_model(device="cpu")
