@@ -7,13 +7,22 @@ Interpretability", Distill 2018).
 
 For the target class (default: the top-1) at a hidden ``layer`` (default: Grad-CAM's layer):
 
-* **channel attributions** by Integrated Gradients *at the layer*: the layer's output ``a`` is
-  scaled from 0 to its value along a straight path, and ``attr_c = sum_positions a_c *
-  mean_alpha d logit / d a_c (alpha * a)``. They satisfy completeness: they sum to
-  ``logit(x) - logit(x with the layer's output zeroed)``, which :class:`Explanation` reports
-  with the residual (``completeness_error``). Plain gradient x activation, Olah's first-order
-  version, is ``method="grad_x_act"``: one gradient at the photo, which sums to nothing in
-  particular and is kept for comparison;
+* **channel values**, by ``method`` (:data:`MEANING` says what each number means; the page and
+  ``explain.json`` say it too):
+
+  - ``ig`` (the default, chosen by ``scripts/eval_explain.py`` on the photo set's choice
+    part): Integrated Gradients *at the layer*: the layer's output ``a`` is scaled from 0 to
+    its value along a straight path, and ``attr_c = sum_positions a_c * mean_alpha d logit /
+    d a_c (alpha * a)``. They satisfy completeness: they sum to ``logit(x) - logit(x with the
+    layer's output zeroed)``, which :class:`Explanation` reports with the residual
+    (``completeness_error``). A channel's value is its part of the drop when the *whole layer*
+    is zeroed, not the drop when this channel alone is;
+  - ``ablation``: exactly that drop, ``logit(x) - logit(x with channel c alone zeroed)``, for
+    every channel, batched (:func:`channel_ablation`);
+  - ``grad_x_act``: one gradient at the photo times the activation, a first-order estimate of
+    the single-channel drop (Olah's version);
+  - ``ig_blur``: Integrated Gradients from the layer's activation on a blurred copy of the
+    photo (``defaults.EXPLAIN["blur"]``);
 * each top channel's **spatial map** (its attribution per position, at the photo's size) and
   its **feature visualization**, rendered by :func:`dreamviz.render` with the default recipe,
   or read from a gallery built for the same model (``gallery=DIR``);

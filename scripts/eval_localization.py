@@ -17,6 +17,7 @@ One JSON line per (photo, candidate) is appended to ``--out``; a rerun skips wha
 
     nohup python scripts/eval_localization.py --out localization.jsonl &
     python scripts/eval_localization.py --table localization.jsonl
+    python scripts/eval_localization.py --part report --sheet docs/images/saliency_localization.png
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import torch
 
 import dreamviz
 from dreamviz.attribution import METHODS, saliency
+from dreamviz.defaults import SALIENCY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import photoset  # noqa: E402
-from eval_saliency import pointing_and_mass  # noqa: E402
+from eval_saliency import localization_sheet, pointing_and_mass  # noqa: E402
 from photoset import read_rows  # noqa: E402
 
 FINE = "blocks.10"  # 14 x 14 on EfficientNet-Lite0 at 224 px
@@ -101,8 +103,24 @@ def table(rows: list[dict], part: str) -> str:
     return "\n".join(lines)
 
 
+def sheet(model, cases, method: str, path) -> None:
+    """``method``'s map on each case, its box in green (PNG at ``path``)."""
+    x = torch.stack([c.image for c in cases])
+    maps = saliency(model, x, [c.target for c in cases], method)
+    tuples = [(c.name, c.image, c.target, c.box) for c in cases]
+    picture = localization_sheet(tuples, {method: maps}, method)
+    picture.quantize(256, dither=0).save(path, optimize=True)
+
+
 def main(argv=None) -> None:
-    args = photoset.eval_arguments(__doc__, "localization.jsonl").parse_args(argv)
+    ap = photoset.eval_arguments(__doc__, "localization.jsonl")
+    ap.add_argument("--sheet", help="write the default method's maps on --part here (PNG)")
+    args = ap.parse_args(argv)
+    if args.sheet:
+        torch.set_num_threads(args.threads)
+        model = dreamviz.load_model(device="cpu")
+        sheet(model, photoset.load(args.part), SALIENCY["method"], args.sheet)
+        return
     if args.table:
         photoset.print_tables(read_rows(args.table), choose, table)
         return

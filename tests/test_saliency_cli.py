@@ -141,8 +141,8 @@ def test_every_default_comes_from_defaults_saliency(capsys):
 
 
 def test_default_method_display_flags_and_raw_maps(capsys, assets_dir, tmp_path):
-    """No --method: Integrated Gradients. Display flags change the picture, never the --save-raw array, and
-    the PNG's recipe records the display settings used."""
+    """No --method: Integrated Gradients. Display flags change the picture, never the
+    --save-raw array, and the PNG's recipe records the display settings used."""
     import torch
 
     from dreamviz import load_model

@@ -18,9 +18,10 @@ def add_parser(sub) -> None:
         "explain",
         parents=[parent()],
         help="explain a photo's class: the hidden channels that drive it, each with its picture",
-        description="Attribute the target class's logit to the channels of a hidden layer "
-        "(Integrated Gradients at the layer: the attributions sum to the logit minus the logit "
-        "with the layer zeroed), and show the top channels each with its feature "
+        description="Rank the channels of a hidden layer for the target class (--method ig, "
+        "the default: Integrated Gradients at the layer, each channel's part of the logit's "
+        "drop when the whole layer is zeroed; ablation: the drop when the channel alone is "
+        "zeroed), and show the top channels each with its feature "
         "visualization and where on the photo it counts, plus Grad-CAM and SmoothGrad maps "
         "and, with --groups, NMF factors of the layer. Writes a static page per photo into "
         "--out (index.html, the images, explain.json) and prints the page's path.",
