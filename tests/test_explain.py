@@ -308,3 +308,16 @@ def test_channels_after_a_relu_are_pictured_at_their_pre_activation(lite0):
     # lite0's head is conv, batch norm, ReLU6: a dead channel of its output renders flat grey
     assert picture_layer(lite0, "head") == "head.1"
     assert picture_layer(lite0, "blocks.10") == "blocks.10"  # ends in a projection, no ReLU
+
+
+def test_cli_method_flag_reaches_the_page(capsys, tmp_path, assets_dir):
+    from PIL import Image
+
+    with Image.open(assets_dir / "coffee.jpg") as im:
+        im.resize((64, 64)).save(tmp_path / "coffee.jpg")
+    out = tmp_path / "ex"
+    rc = main(["explain", str(tmp_path / "coffee.jpg"), "--method", "ablation", "--top", "1",
+               "--render-steps", "1", "--render-size", "32", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    data = json.loads((out / "explain.json").read_text())
+    assert data["method"] == "ablation" and data["value_means"] == MEANING["ablation"]
