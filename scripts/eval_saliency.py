@@ -13,7 +13,9 @@
   background at a known place, alone or side by side, which gives the box), the pointing game
   (is the map's maximum inside the box? also within 15 px of it, Zhang et al. 2016's tolerance) and
   the share of the map's positive mass inside the box divided by the box's share of the image
-  (1 is chance; the ideal is 1 / the box's share).
+  (1 is chance; the ideal is 1 / the box's share). These twelve pictures chose the old default
+  (Grad-CAM); the default is now chosen on the photo set by scripts/eval_localization.py, which
+  also draws docs/images/saliency_localization.png.
 
     python scripts/eval_saliency.py --threads 1 --panels docs/images
 """
@@ -33,7 +35,6 @@ from torchvision.transforms.v2.functional import center_crop, resize
 from dreamviz import load_model
 from dreamviz._lite0 import STAGES
 from dreamviz.attribution import METHODS, blur, saliency
-from dreamviz.defaults import SALIENCY
 from dreamviz.io import read_image, to_pil
 from dreamviz.models import model_guard
 from dreamviz.visualize import display_map, overlay, panel
@@ -421,8 +422,6 @@ def main(argv=None) -> None:
             picture.quantize(256, dither=0).save(out / f"saliency_{m}.png", optimize=True)
         grid = methods_grid(x[0], {m: maps[0] for m, maps in original.items()})
         grid.quantize(256, dither=0).save(out / "saliency_methods.png", optimize=True)
-        sheet = localization_sheet(cases, loc_maps, SALIENCY["method"])
-        sheet.quantize(256, dither=0).save(out / "saliency_localization.png", optimize=True)
     if "sanity" in sections:
         print("\n### Sanity check: Spearman rank correlation with the trained model's map\n")
         print("Columns: cumulative re-initialization, top-down; |map|, mean over images.")
