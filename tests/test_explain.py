@@ -321,3 +321,26 @@ def test_cli_method_flag_reaches_the_page(capsys, tmp_path, assets_dir):
     assert rc == 0
     data = json.loads((out / "explain.json").read_text())
     assert data["method"] == "ablation" and data["value_means"] == MEANING["ablation"]
+
+
+def test_ablation_repeats_the_photo_where_the_net_cannot_broadcast_one_row():
+    from torch import nn
+
+    class Dense(nn.Module):  # concatenates the layer's input and output: no broadcasting
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(7, 5)
+
+        def forward(self, x):
+            return self.fc(torch.cat([x, self.a(x).relu()], 1).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = VisionModel(Dense(), input_size=16)
+    x = torch.rand(1, 3, 16, 16)
+    drops = channel_ablation(model, x, 2, "a")
+    with torch.no_grad():
+        logit = float(model(x)[0, 2])
+    expected = [logit - _zeroed_alone(model, x, 2, "a", c) for c in range(4)]
+    torch.testing.assert_close(drops, torch.tensor(expected), rtol=1e-4, atol=1e-6)
+    assert float(drops.abs().max()) > 1e-4
