@@ -13,9 +13,7 @@
   background at a known place, alone or side by side, which gives the box), the pointing game
   (is the map's maximum inside the box? also within 15 px of it, Zhang et al. 2016's tolerance) and
   the share of the map's positive mass inside the box divided by the box's share of the image
-  (1 is chance; the ideal is 1 / the box's share). These twelve pictures chose the old default
-  (Grad-CAM); the default is now chosen on the photo set by scripts/eval_localization.py, which
-  also draws docs/images/saliency_localization.png.
+  (1 is chance; the ideal is 1 / the box's share).
 
     python scripts/eval_saliency.py --threads 1 --panels docs/images
 """
@@ -42,6 +40,8 @@ from dreamviz.visualize import display_map, overlay, panel
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 RULES = ("adaptive", "gausslegendre", "riemann_left", "trapezoid")
 CAT, CUP = 285, 967  # Egyptian cat, espresso
+# These twelve pictures chose the old default (Grad-CAM); the default is now chosen on the
+# photo set by scripts/eval_localization.py, which draws docs/images/saliency_localization.png.
 #: hand-drawn boxes (x0, y0, x1, y1) in the photos' own pixels: the cat's face (eyes to chin;
 #: the head fills the whole frame) and the cup (with its handle; not the saucer)
 PHOTO_BOXES = {"chelsea.jpg": (115, 55, 365, 290), "coffee.jpg": (170, 15, 412, 308)}
