@@ -186,6 +186,7 @@ def ablate_many(
     model = as_vision_model(model)
     layout = check_layer(model, layer).layout
     x = as_batch(image, model)
+    rows = integer("rows", rows, 1, auto=True)
     if rows == "auto":
         rows = rows_per_pass(model, tuple(x.shape[-2:]), device=x.device)
     out = []
