@@ -143,7 +143,9 @@ GRADCAM_FAMILY_LAYERS = MappingProxyType(
 #: Saliency maps: the method, its options, and how maps are drawn.
 SALIENCY = MappingProxyType(
     {
-        "method": "gradcam",  # chosen by the localization check in docs/QUALITY.md
+        # chosen on the choice part of the photo set (scripts/eval_localization.py): most
+        # photos with the map's maximum within 15 px of the box; docs/QUALITY.md
+        "method": "integrated_gradients",
         "internal_batch_size": "auto",  # rows (images, noisy copies, path points) per pass
         "samples": 32,  # SmoothGrad
         "noise": 0.15,  # SmoothGrad sigma, as a fraction of the pixel range [0, 1]
@@ -184,7 +186,15 @@ SALIENCY = MappingProxyType(
 #: Explanations (``explain``): channels shown, NMF groups, the attribution method at the layer
 #: and its path steps, and rows per pass.
 EXPLAIN = MappingProxyType(
-    {"top": 8, "groups": 0, "method": "ig", "steps": 32, "internal_batch_size": 16}
+    {
+        "top": 8,
+        "groups": 0,
+        "method": "ig",  # channel ranking (scripts/eval_explain.py; docs/QUALITY.md)
+        "steps": 32,  # ig, ig_blur
+        "internal_batch_size": 16,  # ig, ig_blur: path points per pass
+        "ablation_rows": "auto",  # ablation: rows (one channel zeroed each) per forward pass
+        "blur": (11, 5.0),  # ig_blur: Gaussian kernel and sigma of the blurred copy
+    }
 )
 
 #: Dataset examples (``examples``): per channel the ``top`` images by the channel's spatial

@@ -7,13 +7,22 @@ Interpretability", Distill 2018).
 
 For the target class (default: the top-1) at a hidden ``layer`` (default: Grad-CAM's layer):
 
-* **channel attributions** by Integrated Gradients *at the layer*: the layer's output ``a`` is
-  scaled from 0 to its value along a straight path, and ``attr_c = sum_positions a_c *
-  mean_alpha d logit / d a_c (alpha * a)``. They satisfy completeness: they sum to
-  ``logit(x) - logit(x with the layer's output zeroed)``, which :class:`Explanation` reports
-  with the residual (``completeness_error``). Plain gradient x activation, Olah's first-order
-  version, is ``method="grad_x_act"``: one gradient at the photo, which sums to nothing in
-  particular and is kept for comparison;
+* **channel values**, by ``method`` (:data:`MEANING` says what each number means; the page and
+  ``explain.json`` say it too):
+
+  - ``ig`` (the default, chosen by ``scripts/eval_explain.py`` on the photo set's choice
+    part): Integrated Gradients *at the layer*: the layer's output ``a`` is scaled from 0 to
+    its value along a straight path, and ``attr_c = sum_positions a_c * mean_alpha d logit /
+    d a_c (alpha * a)``. They satisfy completeness: they sum to ``logit(x) - logit(x with the
+    layer's output zeroed)``, which :class:`Explanation` reports with the residual
+    (``completeness_error``). A channel's value is its part of the drop when the *whole layer*
+    is zeroed, not the drop when this channel alone is;
+  - ``ablation``: exactly that drop, ``logit(x) - logit(x with channel c alone zeroed)``, for
+    every channel, batched (:func:`channel_ablation`);
+  - ``grad_x_act``: one gradient at the photo times the activation, a first-order estimate of
+    the single-channel drop (Olah's version);
+  - ``ig_blur``: Integrated Gradients from the layer's activation on a blurred copy of the
+    photo (``defaults.EXPLAIN["blur"]``);
 * each top channel's **spatial map** (its attribution per position, at the photo's size) and
   its **feature visualization**, rendered by :func:`dreamviz.render` with the default recipe,
   or read from a gallery built for the same model (``gallery=DIR``);
@@ -40,7 +49,8 @@ import torch.nn.functional as F
 
 from . import defaults as D
 from . import recipes
-from .attribution import gradcam_layer, saliency
+from .attribution import blur, gradcam_layer, saliency
+from .batching import rows_per_pass
 from .engine import render
 from .errors import UsageError, arg, integer
 from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, probe, replace_output
@@ -49,7 +59,18 @@ from .models import VisionModel, as_vision_model, model_guard
 from .objectives import channel, direction
 from .objectives import parse as parse_target
 
-METHODS = ("ig", "grad_x_act")
+METHODS = ("ablation", "grad_x_act", "ig", "ig_blur")
+#: what a channel's value means, per ranking method: the page and explain.json say it
+MEANING = {
+    "ablation": "how much the class logit drops when this channel alone is set to zero "
+    "(measured: one forward pass per channel)",
+    "grad_x_act": "gradient x activation: a first-order estimate of how much the class logit "
+    "drops when this channel alone is set to zero",
+    "ig": "Integrated Gradients from a zeroed layer: this channel's part of the logit's drop "
+    "when the whole layer is set to zero (not the drop when this channel alone is)",
+    "ig_blur": "Integrated Gradients from the layer as it is on a blurred copy of the photo: "
+    "this channel's part of the logit's drop when the layer sees the blurred photo",
+}
 EXAMPLES_SHOWN = 4  # dataset examples beside each ranked channel
 
 
@@ -85,16 +106,30 @@ class Explanation:
     all_values: torch.Tensor | None = None  # C: every channel's attribution
 
     @property
-    def completeness_error(self) -> float:
-        """|sum of attributions - (logit - baseline)| / |logit - baseline| (IG: small)."""
+    def completeness_error(self) -> float | None:
+        """|sum of attributions - (logit - baseline)| / |logit - baseline| (IG: small); None
+        for the rankings that do not add up to anything (ablation, gradient x activation)."""
+        if self.method not in ("ig", "ig_blur"):
+            return None
         delta = self.logit - self.baseline
         return abs(self.total - delta) / max(abs(delta), 1e-12)
 
+    @property
+    def meaning(self) -> str:
+        """What a channel's value means, in words."""
+        return MEANING[self.method]
+
+    def _totals(self) -> str:
+        what = "on the blurred copy" if self.method == "ig_blur" else f"with {self.layer} zeroed"
+        text = f"logit {self.logit:.3f}, {self.baseline:.3f} {what}; values sum to {self.total:.3f}"
+        if self.completeness_error is not None:
+            text += f" (completeness error {self.completeness_error:.2%})"
+        return text
+
     def summary(self) -> str:
         lines = [
-            f"{self.target_name} ({self.target}): logit {self.logit:.3f}, "
-            f"{self.baseline:.3f} with {self.layer} zeroed; attributions sum to "
-            f"{self.total:.3f} (completeness error {self.completeness_error:.2%})"
+            f"{self.target_name} ({self.target}): {self._totals()}",
+            f"  value: {self.meaning}",
         ]
         for u in self.channels:
             lines.append(f"  {self.layer}:{u.index}  {u.value:+.3f}  ({u.share:+.1%})")
@@ -116,6 +151,7 @@ class Explanation:
             "top5": [{"class": c, "name": n, "p": p} for c, n, p in self.top5],
             "layer": self.layer,
             "method": self.method,
+            "value_means": self.meaning,
             "logit": self.logit,
             "baseline_logit": self.baseline,
             "attribution_sum": self.total,
@@ -131,6 +167,54 @@ class Explanation:
 # --------------------------------------------------------------------------- attribution
 
 
+def _zero_channels(out: torch.Tensor, layout, keep: torch.Tensor) -> torch.Tensor:
+    """``out`` (one row) times ``keep`` (B x C, 1 keeps a channel, 0 zeroes it): B rows, on the
+    layout's feature axis (dim 1 for NCHW and vectors, the last for channels-last and tokens)."""
+    keep = keep.to(device=out.device, dtype=out.dtype)
+    if layout is None or layout.kind in ("nchw", "vector"):
+        return out * keep.view(*keep.shape, *([1] * (out.dim() - 2)))
+    return out * keep.view(keep.shape[0], *([1] * (out.dim() - 2)), keep.shape[1])
+
+
+def ablate_many(
+    model, image, target: int, layer: str, keep: torch.Tensor, rows=D.EXPLAIN["ablation_rows"]
+) -> torch.Tensor:
+    """The target's logit for each row of ``keep`` (B x C: 1 keeps a channel of ``layer``, 0
+    zeroes it), ``rows`` rows per forward pass ("auto": :func:`dreamviz.batching.rows_per_pass`).
+    The photo runs once per pass up to the layer, whose output is replaced there by the pass's
+    rows (where the network does not broadcast a one-row input, the photo is repeated)."""
+    model = as_vision_model(model)
+    layout = check_layer(model, layer).layout
+    x = as_batch(image, model)
+    rows = integer("rows", rows, 1, auto=True)
+    if rows == "auto":
+        rows = rows_per_pass(model, tuple(x.shape[-2:]), device=x.device)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(keep), rows):
+            chunk = keep[i : i + rows]
+            with replace_output(model, layer, lambda o, k=chunk: _zero_channels(o, layout, k)):
+                try:
+                    logits = model(x)
+                except RuntimeError:
+                    logits = None
+                if logits is None or logits.shape[0] != len(chunk):
+                    logits = model(x.expand(len(chunk), -1, -1, -1))
+            out.append(logits[:, target].float().cpu())
+    return torch.cat(out)
+
+
+def channel_ablation(model, image, target: int, layer: str, rows=D.EXPLAIN["ablation_rows"]):
+    """Exact single-channel ablation: for every channel c of ``layer``, ``logit(photo) -
+    logit(photo with channel c alone set to zero)`` (C values, batched by :func:`ablate_many`)."""
+    model = as_vision_model(model)
+    n = num_channels(check_layer(model, layer))
+    with model_guard(model), torch.no_grad():
+        logit = float(model(as_batch(image, model))[0, target])
+    keep = 1 - torch.eye(n)
+    return logit - ablate_many(model, image, target, layer, keep, rows)
+
+
 def layer_attribution(
     model: VisionModel,
     image: torch.Tensor,
@@ -142,25 +226,33 @@ def layer_attribution(
 ):
     """Attribution of ``target``'s logit to every element of ``layer``'s output for one image
     (1 x 3 x H x W): ``(attr, activation, logit, baseline_logit)``, attr and activation in the
-    layer's own layout. IG: sums to logit - baseline up to the quadrature error."""
+    layer's own layout. ``ig``: Integrated Gradients from a zero layer (sums to logit - baseline
+    up to the quadrature error, baseline: the layer zeroed); ``ig_blur``: the same from the
+    layer's activation on a blurred copy of the photo (baseline: the layer as it is on that
+    copy); ``grad_x_act`` and ``ablation``: one gradient at the photo times the activation
+    (``ablation`` ranks channels by :func:`channel_ablation`; this is its spatial map)."""
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     integer("steps", steps, 1)
     with Capture(model, [layer, LOGITS], stop_early=False) as cap, torch.no_grad():
         acts = cap(image)
-    a0 = acts[layer].detach()
-    logit = float(acts[LOGITS][0, target])
-    with replace_output(model, layer, torch.zeros_like), torch.no_grad():
+        a0 = acts[layer].detach()
+        logit = float(acts[LOGITS][0, target])
+        start = torch.zeros_like(a0)
+        if method == "ig_blur":
+            start = cap(blur(image, *D.EXPLAIN["blur"]))[layer].detach()
+    with replace_output(model, layer, lambda _o: start), torch.no_grad():
         baseline = float(model(image)[0, target])
     # IG: the midpoint rule on [0, 1]; gradient x activation: the gradient at the photo
-    alphas = [1.0] if method == "grad_x_act" else [(k + 0.5) / steps for k in range(steps)]
+    one = method in ("grad_x_act", "ablation")
+    alphas = [1.0] if one else [(k + 0.5) / steps for k in range(steps)]
     grad = torch.zeros_like(a0)
     leaf: list[torch.Tensor] = []
 
     def scaled(_out, scale):
-        z = (scale.view(-1, *([1] * (a0.dim() - 1))) * a0).requires_grad_(True)
-        leaf.append(z)
-        return z
+        z = start + scale.view(-1, *([1] * (a0.dim() - 1))) * (a0 - start)
+        leaf.append(z.requires_grad_(True))
+        return z.clone()  # an in-place op after the layer (ReLU(inplace)) must not hit the leaf
 
     for i in range(0, len(alphas), internal_batch_size):
         chunk = torch.tensor(alphas[i : i + internal_batch_size], device=a0.device, dtype=a0.dtype)
@@ -169,7 +261,7 @@ def layer_attribution(
             logits = model(image.expand(len(chunk), -1, -1, -1))
             (g,) = torch.autograd.grad(logits[:, target].sum(), leaf[0])
         grad += g.sum(0, keepdim=True) / len(alphas)
-    return grad * a0, a0, logit, baseline
+    return grad * (a0 - start), a0, logit, baseline
 
 
 def _spatial(t: torch.Tensor, layout, size) -> torch.Tensor:
@@ -370,6 +462,8 @@ def _explain_one(
     per_channel = as_nchw(attr, layout).flatten(2).sum(2)[0]  # C
     if layout is not None and layout.kind == "tokens" and layout.prefix:
         per_channel = attr[0].sum(0)  # the class token's part counts too (completeness)
+    if method == "ablation":
+        per_channel = channel_ablation(model, x, t, layer).to(per_channel)
     total = float(per_channel.sum())
     delta = logit - baseline
     share = delta if abs(delta) > 1e-12 else 1.0
@@ -409,20 +503,9 @@ def ablate(model, image, target: int, layer: str, channels: Sequence[int]) -> fl
     """The target's logit with ``channels`` of ``layer`` set to zero (a forward hook): the
     faithfulness check's measurement."""
     model = as_vision_model(model)
-    layout = check_layer(model, layer).layout
-    x = as_batch(image, model)
-    idx = torch.tensor(list(channels), dtype=torch.long)
-
-    def zero(out):
-        f = as_nchw(out, layout)
-        mask = torch.ones(f.shape[1], device=f.device, dtype=f.dtype)
-        mask[idx] = 0
-        if layout is None or layout.kind in ("nchw", "vector"):
-            return out * mask.view(1, -1, *([1] * (out.dim() - 2)))
-        return out * mask  # channels-last and tokens: the feature axis is the last
-
-    with replace_output(model, layer, zero), torch.no_grad():
-        return float(model(x)[0, target])
+    keep = torch.ones(1, num_channels(check_layer(model, layer)))
+    keep[0, torch.tensor(list(channels), dtype=torch.long)] = 0
+    return float(ablate_many(model, image, target, layer, keep)[0])
 
 
 def write_page(
@@ -558,12 +641,8 @@ def page_html(
         top5=top5,
         maps="".join(maps),
         layer=esc(ex.layer),
-        summary=esc(
-            f"logit {ex.logit:.3f}; with {ex.layer} zeroed {ex.baseline:.3f}; the "
-            f"{len(ex.all_values) if ex.all_values is not None else '?'} channels' "
-            f"attributions ({ex.method}) sum to {ex.total:.3f}, completeness error "
-            f"{ex.completeness_error:.2%}"
-        ),
+        summary=esc(f"{ex._totals()} ({ex.method})"),
+        meaning=esc(ex.meaning),
         channels=_unit_rows(ex, "channel", ex.channels, src, examples),
         groups=groups,
         command=f"<pre>{esc(command)}</pre>" if command else "",
@@ -574,7 +653,10 @@ __all__ = [
     "METHODS",
     "Explanation",
     "Unit",
+    "MEANING",
     "ablate",
+    "ablate_many",
+    "channel_ablation",
     "explain",
     "gallery_picture",
     "layer_attribution",

@@ -10,8 +10,19 @@ import subprocess
 import pytest
 import torch
 
+from dreamviz import VisionModel
 from dreamviz.cli import main
-from dreamviz.explain import ablate, explain, layer_attribution, nmf, write_page
+from dreamviz.explain import (
+    MEANING,
+    METHODS,
+    ablate,
+    channel_ablation,
+    explain,
+    layer_attribution,
+    nmf,
+    write_page,
+)
+from dreamviz.hooks import replace_output
 from dreamviz.io import as_batch, read_image
 
 FAST = dict(render_settings={"steps": 2, "size": [32, 32]}, saliency_maps=False)
@@ -75,6 +86,121 @@ def test_zeroing_the_top_channels_lowers_the_logit_most(lite0, photo):
     ]
     active = drop_active
     assert drop_top > sorted(drops)[10] and drop_top > active
+
+
+def _zeroed_alone(model, x, target, layer, c, last_axis=False):
+    """The target's logit with channel ``c`` of ``layer`` zeroed by a plain hook (a reference
+    that shares no code with explain's batched ablation)."""
+
+    def zero(out):
+        out = out.clone()
+        if last_axis:
+            out[..., c] = 0
+        else:
+            out[:, c] = 0
+        return out
+
+    with replace_output(model, layer, zero), torch.no_grad():
+        return float(model(x)[0, target])
+
+
+@pytest.mark.parametrize("layer", ["blocks.3", "blocks.12"])
+def test_ablation_ranking_is_each_channel_zeroed_alone(lite0, photo, layer):
+    x = as_batch(photo, lite0)
+    target = int(lite0(x).argmax())
+    drops = channel_ablation(lite0, x, target, layer, rows=7)  # chunks that do not divide C
+    logit = float(lite0(x)[0, target])
+    for c in (0, 5, len(drops) - 1, int(drops.argmax())):
+        assert float(drops[c]) == pytest.approx(
+            logit - _zeroed_alone(lite0, x, target, layer, c), abs=1e-4
+        )
+    assert float(drops.std()) > 0
+
+
+def test_ablation_ranking_on_a_vit_zeroes_a_feature_of_every_token():
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+        num_classes=10,
+    )  # fmt: skip
+    torch.nn.init.normal_(net.heads.head.weight)  # torchvision starts the head at zero
+    vit = VisionModel(net, input_size=32, name="tiny_vit")
+    x = torch.rand(1, 3, 32, 32)
+    layer = "encoder.layers.encoder_layer_0"
+    drops = channel_ablation(vit, x, 3, layer)
+    with torch.no_grad():
+        logit = float(vit(x)[0, 3])
+    assert drops.shape == (32,)
+    for c in (0, 17, 31):
+        expected = logit - _zeroed_alone(vit, x, 3, layer, c, last_axis=True)
+        assert float(drops[c]) == pytest.approx(expected, abs=1e-5)
+    ex = explain(vit, x[0], target=3, layer=layer, top=3, method="ablation", pictures=False,
+                 saliency_maps=False)  # fmt: skip
+    assert ex.channels[0].index == int(drops.argmax())
+
+
+def test_first_order_rankings_are_exact_where_the_rest_of_the_net_is_linear(tiny_net):
+    # after the pooling layer the tiny net is flatten + linear: gradient x activation, IG from
+    # zero and the ablation drop of each channel are all the same number
+    model = VisionModel(tiny_net(), input_size=32)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    exact = channel_ablation(model, x, 2, "5")
+    for method in ("grad_x_act", "ig"):
+        attr, _, _, _ = layer_attribution(model, x, 2, "5", method, steps=4)
+        torch.testing.assert_close(attr.flatten(), exact, rtol=1e-4, atol=1e-5)
+    assert float(exact.abs().max()) > 1e-3
+
+
+def test_grad_x_act_is_the_gradient_at_the_photo_times_the_activation(tiny_net):
+    model = VisionModel(tiny_net(), input_size=32)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    saved = {}
+
+    def keep(out):  # a plain-autograd reference; after "0" come biases: not homogeneous
+        out.retain_grad()
+        saved["a"] = out
+        return out
+
+    with replace_output(model, "0", keep):
+        model(x)[0, 1].backward()
+    expected = saved["a"].grad * saved["a"].detach()
+    attr, _, _, _ = layer_attribution(model, x.detach(), 1, "0", "grad_x_act")
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(attr, expected, rtol=1e-4, atol=1e-4 * scale)
+    ig, _, _, _ = layer_attribution(model, x.detach(), 1, "0", "ig", steps=16)
+    assert float((ig - expected).abs().max()) > 0.01 * scale  # the path matters here
+
+
+def test_ig_blur_starts_from_the_layer_on_a_blurred_copy(tiny_net):
+    from dreamviz.attribution import blur
+    from dreamviz.defaults import EXPLAIN
+    from dreamviz.models import model_guard
+
+    model = VisionModel(tiny_net(), input_size=32)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    attr, _, logit, baseline = layer_attribution(model, x, 1, "2", "ig_blur", steps=64)
+    with model_guard(model), torch.no_grad():
+        blurred = float(model(blur(x, *EXPLAIN["blur"]))[0, 1])
+    assert baseline == pytest.approx(blurred, abs=1e-5)  # a sequential net: the same thing
+    assert float(attr.sum()) == pytest.approx(logit - baseline, rel=0.05, abs=1e-3)
+    zero, _, _, zero_baseline = layer_attribution(model, x, 1, "2", "ig", steps=64)
+    assert abs(zero_baseline - baseline) > 1e-3 and not torch.allclose(zero, attr)
+
+
+def test_explain_ranks_by_the_method_and_says_what_the_number_means(lite0, photo, tmp_path):
+    x = as_batch(photo, lite0)
+    target = int(lite0(x).argmax())
+    ex = explain(lite0, photo, layer="blocks.12", top=4, method="ablation", pictures=False, **FAST)
+    torch.testing.assert_close(ex.all_values, channel_ablation(lite0, x, target, "blocks.12"))
+    assert [u.index for u in ex.channels] == ex.all_values.topk(4).indices.tolist()
+    assert ex.completeness_error is None and "alone" in ex.meaning
+    write_page(ex, tmp_path / "ex")
+    data = json.loads((tmp_path / "ex" / "explain.json").read_text())
+    assert data["value_means"] == MEANING["ablation"] and data["completeness_error"] is None
+    assert MEANING["ablation"] in (tmp_path / "ex" / "index.html").read_text()
+    assert set(MEANING) == set(METHODS)
 
 
 def test_nmf_reconstructs_a_nonnegative_product():
@@ -182,3 +308,39 @@ def test_channels_after_a_relu_are_pictured_at_their_pre_activation(lite0):
     # lite0's head is conv, batch norm, ReLU6: a dead channel of its output renders flat grey
     assert picture_layer(lite0, "head") == "head.1"
     assert picture_layer(lite0, "blocks.10") == "blocks.10"  # ends in a projection, no ReLU
+
+
+def test_cli_method_flag_reaches_the_page(capsys, tmp_path, assets_dir):
+    from PIL import Image
+
+    with Image.open(assets_dir / "coffee.jpg") as im:
+        im.resize((64, 64)).save(tmp_path / "coffee.jpg")
+    out = tmp_path / "ex"
+    rc = main(["explain", str(tmp_path / "coffee.jpg"), "--method", "ablation", "--top", "1",
+               "--render-steps", "1", "--render-size", "32", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    data = json.loads((out / "explain.json").read_text())
+    assert data["method"] == "ablation" and data["value_means"] == MEANING["ablation"]
+
+
+def test_ablation_repeats_the_photo_where_the_net_cannot_broadcast_one_row():
+    from torch import nn
+
+    class Dense(nn.Module):  # concatenates the layer's input and output: no broadcasting
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(7, 5)
+
+        def forward(self, x):
+            return self.fc(torch.cat([x, self.a(x).relu()], 1).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = VisionModel(Dense(), input_size=16)
+    x = torch.rand(1, 3, 16, 16)
+    drops = channel_ablation(model, x, 2, "a")
+    with torch.no_grad():
+        logit = float(model(x)[0, 2])
+    expected = [logit - _zeroed_alone(model, x, 2, "a", c) for c in range(4)]
+    torch.testing.assert_close(drops, torch.tensor(expected), rtol=1e-4, atol=1e-6)
+    assert float(drops.abs().max()) > 1e-4

@@ -201,8 +201,8 @@ saliency-same-stem     | 2 | $S $d/photo.jpg $d/sub/photo.jpg --out m |  | would
 saliency-same-image-twice | 0 | $S $d/photo.jpg $d/photo.jpg --method gradient --out m | m/photo_gradient.png |
 saliency-default-out   | 0 | $S $d/photo.jpg --method gradient        | photo_gradient.png |
 saliency-raw           | 0 | $S $d/photo.jpg --method gradient --save-raw --out m | m/photo_gradient.png m/photo_gradient.npy |
-saliency-wide          | 0 | saliency --device cpu $d/wide.png -o x.png | x.png | resized to 89\d\dx22
-saliency-tall          | 0 | saliency --device cpu $d/tall.png -o x.png | x.png | resized to 22x89\d\d
+saliency-wide          | 0 | saliency --device cpu --method gradcam $d/wide.png -o x.png | x.png | resized to 89\d\dx22
+saliency-tall          | 0 | saliency --device cpu --method gradcam $d/tall.png -o x.png | x.png | resized to 22x89\d\d
 saliency-ig            | 0 | $S $d/photo.jpg --method ig --steps 8 --baseline 0.5 -o x.png | x.png | completeness error
 saliency-blurred       | 0 | $S $d/photo.jpg --method ig --steps 8 --baseline blurred -o x.png | x.png | completeness error
 saliency-one-bad-one-good | 1 | $S $d/photo.jpg $d/text.jpg --method gradient --out m | m/photo_gradient.png | text.jpg: cannot read

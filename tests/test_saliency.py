@@ -592,9 +592,10 @@ def test_panel_and_predict(lite0, photo):
     np.testing.assert_array_equal(tile, expected)
 
 
-def test_default_gradcam_on_a_unit_target_uses_the_units_layer(lite0):
-    """Grad-CAM is the default method; a unit before Grad-CAM's usual layer still gets a map,
-    taken at the unit's own layer (a later layer never sees the unit's gradient)."""
-    maps, info = saliency(lite0, torch.rand(1, 3, 64, 64), "blocks.10:5", return_info=True)
+def test_gradcam_on_a_unit_target_uses_the_units_layer(lite0):
+    """A unit before Grad-CAM's usual layer still gets a Grad-CAM map, taken at the unit's own
+    layer (a later layer never sees the unit's gradient)."""
+    x = torch.rand(1, 3, 64, 64)
+    maps, info = saliency(lite0, x, "blocks.10:5", "gradcam", return_info=True)
     assert info.method == "gradcam" and info.layer == "blocks.10"
     assert maps.shape == (1, 64, 64) and float(maps.std()) > 0

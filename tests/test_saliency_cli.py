@@ -141,8 +141,8 @@ def test_every_default_comes_from_defaults_saliency(capsys):
 
 
 def test_default_method_display_flags_and_raw_maps(capsys, assets_dir, tmp_path):
-    """No --method: Grad-CAM. Display flags change the picture, never the --save-raw array, and
-    the PNG's recipe records the display settings used."""
+    """No --method: Integrated Gradients. Display flags change the picture, never the
+    --save-raw array, and the PNG's recipe records the display settings used."""
     import torch
 
     from dreamviz import load_model
@@ -152,7 +152,7 @@ def test_default_method_display_flags_and_raw_maps(capsys, assets_dir, tmp_path)
 
     code, out, _ = run(capsys, assets_dir / "coffee.jpg", "--size", "48", "--out", tmp_path)
     assert code == 0 and out == [str(tmp_path / f"coffee_{SALIENCY['method']}.png")]
-    assert SALIENCY["method"] == "gradcam"
+    assert SALIENCY["method"] == "integrated_gradients"
     pictures = {}
     for name, flags in {
         "default": [],

@@ -12,13 +12,16 @@ D = defaults.EXPLAIN
 
 
 def add_parser(sub) -> None:
+    from ..explain import METHODS
+
     p = sub.add_parser(
         "explain",
         parents=[parent()],
         help="explain a photo's class: the hidden channels that drive it, each with its picture",
-        description="Attribute the target class's logit to the channels of a hidden layer "
-        "(Integrated Gradients at the layer: the attributions sum to the logit minus the logit "
-        "with the layer zeroed), and show the top channels each with its feature "
+        description="Rank the channels of a hidden layer for the target class (--method ig, "
+        "the default: Integrated Gradients at the layer, each channel's part of the logit's "
+        "drop when the whole layer is zeroed; ablation: the drop when the channel alone is "
+        "zeroed), and show the top channels each with its feature "
         "visualization and where on the photo it counts, plus Grad-CAM and SmoothGrad maps "
         "and, with --groups, NMF factors of the layer. Writes a static page per photo into "
         "--out (index.html, the images, explain.json) and prints the page's path.",
@@ -30,6 +33,12 @@ def add_parser(sub) -> None:
     p.add_argument("--top", type=int_range(1, 512), default=D["top"], help=f"({D['top']})")
     p.add_argument(
         "--groups", type=int_range(0, 32), default=D["groups"], help="NMF factors (0: none)"
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default=D["method"],
+        help=f"how channels are ranked ({D['method']}; see README: explain)",
     )
     p.add_argument(
         "--steps",
@@ -113,16 +122,9 @@ def run(args) -> int:
     if args.render_size:
         settings["size"] = [args.render_size, args.render_size]
     results = explain(
-        model,
-        photos,
-        args.target,
-        args.layer,
-        args.top,
-        args.groups,
-        steps=args.steps,
-        gallery=args.gallery,
-        render_settings=settings,
-    )
+        model, photos, args.target, args.layer, args.top, args.groups, method=args.method,
+        steps=args.steps, gallery=args.gallery, render_settings=settings,
+    )  # fmt: skip
     command = _command(args)
     if len(results) == 1:
         emit(write_page(results[0], out, command, examples and examples(out)))
