@@ -58,10 +58,13 @@ def classes_figure(model, out: str) -> None:
     grid(tiles, 4, 200).save(os.path.join(out, "render_classes.png"), optimize=True)
 
 
-def ratio(maxima: Maxima, unit: gallery.Unit, value: float) -> float:
+def ratio(maxima: Maxima, unit: gallery.Unit, value: float) -> str:
+    """The activation ratio as the gallery computes it: none where the channel's largest mean
+    on the natural crops is not positive (a block's linear output can be negative throughout,
+    and a ratio to it means nothing)."""
     maxima.need([unit])
     nat = maxima.of(unit)
-    return value / nat if nat else float("nan")
+    return f"ratio {value / nat:.1f}x" if nat and nat > 1e-8 else "natural max <= 0"
 
 
 def gallery_vs_render(model, out: str) -> None:
@@ -82,10 +85,10 @@ def gallery_vs_render(model, out: str) -> None:
     for u in units:
         rec = tiles_g[u.name]
         rg = ratio(maxima_g, u, rec["objective"])
-        tiles.append((pics_g[u.name], f"{u.name} gallery\n128 px, ratio {rg:.1f}x"))
+        tiles.append((pics_g[u.name], f"{u.name} gallery\n128 px, {rg}"))
     for i, u in enumerate(units):
         rr = ratio(maxima_r, u, float(r.final[i]))
-        tiles.append((to_pil(r.images[i]), f"{u.name} render\n224 px, ratio {rr:.1f}x"))
+        tiles.append((to_pil(r.images[i]), f"{u.name} render\n224 px, {rr}"))
     grid(tiles, len(units), 180).save(os.path.join(out, "gallery_vs_render.png"), optimize=True)
 
 
@@ -93,11 +96,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "images"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="classes,gallery", help="which figures (comma list)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = dreamviz.load_model(device="cpu")
-    classes_figure(model, args.out)
-    print("wrote render_classes.png", flush=True)
+    if "classes" in args.only:
+        classes_figure(model, args.out)
+        print("wrote render_classes.png", flush=True)
+    if "gallery" not in args.only:
+        return
     gallery_vs_render(model, args.out)
     print("wrote gallery_vs_render.png", flush=True)
 
