@@ -58,9 +58,13 @@ def test_cpu_chunks_shrink_with_the_image_and_grow_for_early_layers(lite0):
     sizes = [rows_per_pass(lite0, s) for s in (64, 128, 224, 448)]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
     assert rows_per_pass(lite0, 224, "blocks.0") >= rows_per_pass(lite0, 224)
-    # the measured cases (docs/PERFORMANCE.md): 224 px photos go 8 or fewer a pass, never 16+
-    assert 4 <= rows_per_pass(lite0, 224) <= 8
-    assert rows_per_pass(lite0, 128) >= 16
+    # the measured cases (docs/PERFORMANCE.md): 224 px photos go 4 a pass (8, 37 MiB, made
+    # saliency 1.07-1.22x the bare passes and a gallery 0.85x batch 1), 128 px at least 8
+    assert 4 <= rows_per_pass(lite0, 224) <= 5
+    assert rows_per_pass(lite0, 128) >= 8
+    for s in (64, 128, 224, 448):  # no single activation past glibc's 32 MiB mmap threshold
+        largest, _ = batching.row_bytes(lite0, (s, s))
+        assert rows_per_pass(lite0, s) * largest <= 32 * 2**20 or rows_per_pass(lite0, s) == 1
 
 
 def test_cuda_chunks_fit_the_memory_budget(lite0, monkeypatch):
@@ -238,7 +242,7 @@ def test_gallery_auto_batch_follows_the_policy_and_splits_on_out_of_memory(
 
 
 def test_gallery_auto_batch_at_the_measured_sizes(lite0):
-    # docs/PERFORMANCE.md: at 224 px batch 16 was slower per unit than batch 1 on the CPU,
-    # batch 8 faster; at 128 px batch 16 was 3.4x faster than batch 1
-    assert 2 <= rows_per_pass(lite0, 224, ["blocks.8"]) <= 8
-    assert rows_per_pass(lite0, 128, ["blocks.8"], rows=16) == 16
+    # docs/PERFORMANCE.md, quiet machine: at 224 px batch 8 was 0.85x batch 1 per unit, batch
+    # 4 1.0-1.16x; at 128 px batch 8 was 1.17-1.18x
+    assert 2 <= rows_per_pass(lite0, 224, ["blocks.8"]) <= 5
+    assert rows_per_pass(lite0, 128, ["blocks.8"], rows=16) >= 8
