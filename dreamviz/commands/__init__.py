@@ -170,6 +170,28 @@ def number_text(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+def scale_range(text: str) -> list[float]:
+    """argparse type: ``LO,HI`` with 0 < LO <= HI <= 1 (a crop scale)."""
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write LO,HI, e.g. 0.6,1.0") from None
+    if not 0 < lo <= hi <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < LO <= HI <= 1, e.g. 0.6,1.0")
+    return [lo, hi]
+
+
+def crop_flags(transforms: str, crops: int, scale, scale_end) -> list[str]:
+    """The crop flags of a render or gallery command line (none unless the transforms are
+    ``crops``); the inverse of :func:`scale_range` for the scales."""
+    if transforms != "crops":
+        return []
+    flags = ["--crops", str(crops), "--crop-scale", ",".join(map(number_text, scale))]
+    if scale_end is not None:
+        flags += ["--crop-scale-end", ",".join(map(number_text, scale_end))]
+    return flags
+
+
 image_size.range = "16..8192 px a side"
 
 

@@ -16,6 +16,7 @@ from .. import defaults
 from . import (
     add_image_args,
     add_model_args,
+    crop_flags,
     emit,
     float_range,
     image_size,
@@ -24,11 +25,11 @@ from . import (
     number_text,
     output,
     parent,
+    scale_range,
     size_text,
 )
 from .recipe import command_line as render_command_line
 from .recipe import from_line
-from .render import scale_range
 
 GALLERY, RENDER = defaults.GALLERY, defaults.RENDER
 
@@ -109,10 +110,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def scale_text(scale) -> str:
-    return ",".join(number_text(x) for x in scale)
-
-
 def command_line(args: argparse.Namespace) -> str:
     """The ``dreamviz gallery`` command that builds this gallery: the request and every
     setting that shapes the images, written out even where it is today's default."""
@@ -128,10 +125,7 @@ def command_line(args: argparse.Namespace) -> str:
     cmd += ["--size", size_text(args.size)]
     for key in ("steps", "lr", "lr_schedule", "optimizer", "param", "transforms", "settle"):
         cmd += ["--" + key.replace("_", "-"), number_text(getattr(args, key))]
-    if args.transforms == "crops":
-        cmd += ["--crops", str(args.crops), "--crop-scale", scale_text(args.crop_scale)]
-        if args.crop_scale_end is not None:
-            cmd += ["--crop-scale-end", scale_text(args.crop_scale_end)]
+    cmd += crop_flags(args.transforms, args.crops, args.crop_scale, args.crop_scale_end)
     if not args.decorrelate:
         cmd.append("--no-decorrelate")
     if args.amp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 
 from .. import defaults
-from . import number_text, size_text
+from . import crop_flags, number_text, size_text
 
 
 def _size(size) -> list[str]:
@@ -32,15 +32,7 @@ def command_line(recipe: dict, output: str | None = None) -> str:
     args += _size(s.get("size"))
     for key in ("steps", "lr", "lr_schedule", "optimizer", "param", "transforms", "settle"):
         args += ["--" + key.replace("_", "-"), number_text(s[key])]
-    if s["transforms"] == "crops":
-        args += [
-            "--crops",
-            str(s["crops"]),
-            "--crop-scale",
-            ",".join(map(number_text, s["crop_scale"])),
-        ]
-        if s.get("crop_scale_end") is not None:
-            args += ["--crop-scale-end", ",".join(map(number_text, s["crop_scale_end"]))]
+    args += crop_flags(s["transforms"], s["crops"], s["crop_scale"], s.get("crop_scale_end"))
     for key in ("init", "accentuate", "accentuate_layer", "spectrum"):
         if s.get(key):
             args += ["--" + key.replace("_", "-"), number_text(s[key])]

@@ -26,6 +26,7 @@ from . import (
     int_range,
     output,
     parent,
+    scale_range,
     warn,
 )
 
@@ -58,17 +59,6 @@ def _thresholds(text: str) -> list[int]:
     if not values or values[0] < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: step counts must be 1 or more")
     return values
-
-
-def scale_range(text: str) -> list[float]:
-    """argparse type: ``LO,HI`` with 0 < LO <= HI <= 1."""
-    try:
-        lo, hi = (float(v) for v in str(text).split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: write LO,HI, e.g. 0.6,1.0") from None
-    if not 0 < lo <= hi <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < LO <= HI <= 1, e.g. 0.6,1.0")
-    return [lo, hi]
 
 
 def _target(kind: str):
