@@ -423,8 +423,14 @@ class _Run:
     robust: Callable  # the transforms, until the settle phase
     gens: list[torch.Generator]
     views: _Views
-    o: SimpleNamespace  # render()'s arguments
+    o: SimpleNamespace  # render()'s arguments, as given
     first: torch.Tensor  # the start image
+    params: list[torch.Tensor]  # the image parameters the optimizer moves
+    regs: list[Callable]  # the regularizers
+    blurs: list[Blur]  # the regularizers that blend the image every k steps
+    norm: Callable | None  # the gradient normalizer
+    thresholds: list[int]  # steps after which the images are kept
+    plain: Callable = field(default_factory=tf_mod.none)  # the settle phase's transforms
     settle_from: int = 0
     history: list[torch.Tensor] = field(default_factory=list)
     frames: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -434,10 +440,6 @@ class _Run:
     interrupted: bool = False
     start: float = field(default_factory=time.perf_counter)
     last_good: torch.Tensor | None = None
-
-    @property
-    def params(self) -> list[torch.Tensor]:
-        return [p for group in self.opt.param_groups for p in group["params"]]
 
     def autocast(self):
         return _autocast(self.dev, self.o.amp)
@@ -463,10 +465,7 @@ def _prepare(model, objective, o: SimpleNamespace) -> _Run:
         check_input_size(model, hw)
     robust = _robust(o.transforms, hw, model.input_size)
     params = [p for p in param.parameters() if p.requires_grad]
-    o.regularizers = list(o.regularizers)
-    o.blurs = [r for r in o.regularizers if isinstance(r, Blur) and r.every]
-    o.norm = optim_mod.grad_normalizer(o.grad_norm)
-    o.thresholds = sorted({int(t) for t in o.thresholds if 0 < int(t) <= o.steps})
+    regs = list(o.regularizers)
     return _Run(
         model=model,
         dev=dev,
@@ -478,6 +477,11 @@ def _prepare(model, objective, o: SimpleNamespace) -> _Run:
         views=_Views(model, objective.layers, robust, hw, n),
         o=o,
         first=first,
+        params=params,
+        regs=regs,
+        blurs=[r for r in regs if isinstance(r, Blur) and r.every],
+        norm=optim_mod.grad_normalizer(o.grad_norm),
+        thresholds=sorted({int(t) for t in o.thresholds if 0 < int(t) <= o.steps}),
         settle_from=o.steps - int(round(o.settle * o.steps)),  # later steps are plain
         evidence=torch.zeros(n, *hw, device=dev) if o.alpha else None,
         bar=display.progress_bar(o.progress, o.steps, "render"),
@@ -516,7 +520,7 @@ def _gradient(run: _Run, images: torch.Tensor, transform, cap: Capture) -> torch
     """The objective per image, its gradient left on the image parameters: one pass, views in
     groups, or tiles."""
     o = run.o
-    args = (images, transform, run.gens, cap, run.objective, o.regularizers, run.autocast)
+    args = (images, transform, run.gens, cap, run.objective, run.regs, run.autocast)
     h, w = images.shape[-2:]
     if o.tile is not None and (h > o.tile or w > o.tile):
         return objective_and_grad_tiled(*args, o.tile, o.tile_overlap)
@@ -533,7 +537,7 @@ def _step(run: _Run, cap: Capture, step: int) -> None:
     optim_mod.set_lr(run.opt, optim_mod.lr_factor(o.lr_schedule, step, o.steps))
     if isinstance(run.robust, tf_mod.Crops):
         run.robust.progress = (step - 1) / max(1, o.steps - 1)
-    transform = run.robust if step <= run.settle_from else tf_mod.none()
+    transform = run.robust if step <= run.settle_from else run.plain
     while True:  # once, unless a multi-view step runs out of memory
         run.opt.zero_grad(set_to_none=True)
         images = run.param()
@@ -552,17 +556,17 @@ def _step(run: _Run, cap: Capture, step: int) -> None:
         raise _non_finite(step, run.last_good)
     run.last_good = images.detach()
     run.history.append(values.cpu())
-    optim_mod.normalize_grads(run.params, o.norm)
+    optim_mod.normalize_grads(run.params, run.norm)
     run.opt.step()
     run.param.post_step()
-    _blur_steps(run.param, step, o.blurs)
+    _blur_steps(run.param, step, run.blurs)
     _record(run, step, values)
 
 
 def _record(run: _Run, step: int, values: torch.Tensor) -> None:
     """After a step: the frames kept, the callback, the progress bar and the preview."""
     o = run.o
-    if step in o.thresholds:
+    if step in run.thresholds:
         run.frames[step] = run.param().detach().float().cpu().clamp(0, 1)
     if o.callback is not None:
         o.callback(step, o.steps, values)
