@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from . import defaults as D
 from . import recipes
 from .attribution import blur, gradcam_layer, saliency
-from .batching import rows_per_pass
+from .batching import Chunker, is_oom, rows_per_pass
 from .engine import render
 from .errors import UsageError, arg, integer
 from .hooks import LOGITS, Capture, as_nchw, check_layer, num_channels, probe, replace_output
@@ -189,19 +189,22 @@ def ablate_many(
     rows = integer("rows", rows, 1, auto=True)
     if rows == "auto":
         rows = rows_per_pass(model, tuple(x.shape[-2:]), device=x.device)
-    out = []
+
+    def pass_(r0: int, r1: int) -> torch.Tensor:
+        chunk = keep[r0:r1]
+        with replace_output(model, layer, lambda o: _zero_channels(o, layout, chunk)):
+            try:
+                logits = model(x)
+            except RuntimeError as e:
+                if is_oom(e):  # the chunker halves the rows and tries again
+                    raise
+                logits = None
+            if logits is None or logits.shape[0] != len(chunk):
+                logits = model(x.expand(len(chunk), -1, -1, -1))
+        return logits[:, target].float().cpu()
+
     with torch.no_grad():
-        for i in range(0, len(keep), rows):
-            chunk = keep[i : i + rows]
-            with replace_output(model, layer, lambda o, k=chunk: _zero_channels(o, layout, k)):
-                try:
-                    logits = model(x)
-                except RuntimeError:
-                    logits = None
-                if logits is None or logits.shape[0] != len(chunk):
-                    logits = model(x.expand(len(chunk), -1, -1, -1))
-            out.append(logits[:, target].float().cpu())
-    return torch.cat(out)
+        return torch.cat(list(Chunker(rows, x.device).run(len(keep), pass_)))
 
 
 def channel_ablation(model, image, target: int, layer: str, rows=D.EXPLAIN["ablation_rows"]):

@@ -344,3 +344,27 @@ def test_ablation_repeats_the_photo_where_the_net_cannot_broadcast_one_row():
     expected = [logit - _zeroed_alone(model, x, 2, "a", c) for c in range(4)]
     torch.testing.assert_close(drops, torch.tensor(expected), rtol=1e-4, atol=1e-6)
     assert float(drops.abs().max()) > 1e-4
+
+
+def test_ablation_halves_its_rows_when_a_pass_runs_out_of_memory(tiny_net):
+    """The ablation's passes go through the batching chunker: a pass that runs out of memory
+    is halved and retried (before, the error was taken for a broadcast failure and the pass
+    retried at the same size with the photo repeated)."""
+    from torch import nn
+
+    from dreamviz.explain import ablate_many
+
+    class Tight(nn.Module):  # a layer after the ablated one that cannot take 3 rows at once
+        def forward(self, x):
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError("CPU out of memory (simulated)")
+            return x
+
+    net = tiny_net()
+    net.insert(4, Tight())
+    model = VisionModel(net, input_size=32)
+    keep = torch.ones(8, 8)
+    keep[torch.arange(8), torch.arange(8)] = 0  # row c zeroes channel c
+    image = torch.rand(3, 32, 32)
+    one_by_one = ablate_many(model, image, 1, "3", keep, rows=1)
+    assert torch.allclose(ablate_many(model, image, 1, "3", keep, rows=8), one_by_one)
