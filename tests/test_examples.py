@@ -381,3 +381,23 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     for rel in crops:
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
     assert not (tmp_path / "two" / ".checkpoint").exists()
+
+
+def test_receptive_field_passes_halve_when_they_run_out_of_memory(tiny_net):
+    """The field passes go through the batching chunker: a pass out of memory is halved and
+    redone, and the fields are those of passes that fit."""
+
+    class Tight(torch.nn.Module):  # before the layer: cannot take more than 2 rows at once
+        def forward(self, x):
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError("CPU out of memory (simulated)")
+            return x
+
+    tight = tiny_net()
+    tight.insert(1, Tight())
+    positions = [(y, x) for y in range(3) for x in range(3)]
+    got = receptive_fields(VisionModel(tight, input_size=16), "4", positions, (16, 16), 8, True)
+    want = receptive_fields(
+        VisionModel(tiny_net(), input_size=16), "3", positions, (16, 16), 1, True
+    )
+    assert got == want and len(got) == 9

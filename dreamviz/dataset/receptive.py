@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import torch
 
-from ..batching import AUTO, rows_per_pass
+from ..batching import AUTO, Chunker, rows_per_pass
 from ..hooks import Capture, as_nchw, check_layer
 from ..models import VisionModel, as_vision_model
 
@@ -53,20 +53,24 @@ def _exact(model, layer, layout, positions, size, cache, batch) -> None:
         return
     if batch == AUTO:  # rows per forward+backward pass that fit the device
         batch = rows_per_pass(model, size, [layer], rows=len(todo))
-    with Capture(model, [layer]) as cap:
-        for i in range(0, len(todo), batch):
-            chunk = todo[i : i + batch]
-            ys = torch.tensor([y for y, _ in chunk], device=model.device)
-            xs = torch.tensor([x for _, x in chunk], device=model.device)
-            support = torch.zeros(len(chunk), *size, dtype=torch.bool, device=model.device)
-            for base in inputs:
-                x = base.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
-                a = as_nchw(cap(x)[layer], layout)
-                picked = a[torch.arange(len(chunk), device=a.device), :, ys, xs]
-                (grad,) = torch.autograd.grad(picked.sum(), x)
-                support |= (grad != 0).any(1)
-            for pos, mask in zip(chunk, support.cpu()):
-                cache[pos] = _box(mask) or (0, 0, size[1], size[0])
+
+    def pass_(r0: int, r1: int) -> None:  # safe to redo: the cache is written at the end
+        chunk = todo[r0:r1]
+        ys = torch.tensor([y for y, _ in chunk], device=model.device)
+        xs = torch.tensor([x for _, x in chunk], device=model.device)
+        support = torch.zeros(len(chunk), *size, dtype=torch.bool, device=model.device)
+        for base in inputs:
+            x = base.expand(len(chunk), -1, -1, -1).clone().requires_grad_(True)
+            a = as_nchw(cap(x)[layer], layout)
+            picked = a[torch.arange(len(chunk), device=a.device), :, ys, xs]
+            (grad,) = torch.autograd.grad(picked.sum(), x)
+            support |= (grad != 0).any(1)
+        for pos, mask in zip(chunk, support.cpu()):
+            cache[pos] = _box(mask) or (0, 0, size[1], size[0])
+
+    with Capture(model, [layer]) as cap:  # a pass out of memory is halved and redone
+        for _ in Chunker(batch, model.device).run(len(todo), pass_):
+            pass
 
 
 def receptive_fields(
