@@ -17,11 +17,10 @@ import os
 import tempfile
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import dreamviz
-from dreamviz import gallery, recipes
-from dreamviz.display import font
+from dreamviz import display, gallery, recipes
 from dreamviz.engine import render
 from dreamviz.gallery.natural import Maxima
 from dreamviz.io import to_pil
@@ -32,17 +31,9 @@ UNITS = ["blocks.3:10", "blocks.8:0", "blocks.8:20", "blocks.14:10", "blocks.14:
 
 
 def grid(tiles: list[tuple[Image.Image, str]], cols: int, side: int) -> Image.Image:
-    rows = -(-len(tiles) // cols)
-    cap = 34
-    img = Image.new("RGB", (cols * side, rows * (side + cap)), "white")
-    draw = ImageDraw.Draw(img)
-    f = font(13)
-    for i, (tile, text) in enumerate(tiles):
-        x, y = (i % cols) * side, (i // cols) * (side + cap)
-        img.paste(tile.resize((side, side), Image.LANCZOS), (x, y))
-        for k, line in enumerate(text.split("\n")):
-            draw.text((x + 4, y + side + 2 + 15 * k), line, fill="black", font=f)
-    return img
+    """The project's captioned grid (:func:`dreamviz.display.grid`) of tiles ``side`` px."""
+    images = [tile.resize((side, side), Image.LANCZOS) for tile, _ in tiles]
+    return display.grid(images, [text.split("\n") for _, text in tiles], cols=cols)
 
 
 def classes_figure(model, out: str) -> None:
